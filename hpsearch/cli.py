@@ -1,0 +1,125 @@
+"""The `hpsearch` command: parse, call one library function, print."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pandas as pd
+
+from hpsearch.errors import HpsearchError
+from hpsearch.search import results, study
+from hpsearch.search.storage import DEFAULT_WORKDIR, mask, storage_url, workdir_path
+from hpsearch.search.progress import Progress
+from hpsearch.studies import builtin_names
+
+
+class _UserError(click.ClickException):
+    exit_code = 2
+
+
+class _Group(click.Group):
+    """Turns the errors a user can cause into one line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HpsearchError as exc:
+            raise _UserError(str(exc)) from None
+        except study.Interrupted as exc:
+            click.echo(str(exc), err=True)
+            ctx.exit(130)
+
+
+def _where(command):
+    command = click.option("--storage", metavar="URL",
+                           help="SQLAlchemy URL of the Optuna storage [env HPSEARCH_STORAGE; "
+                                "default: sqlite:///WORKDIR/optuna.db]")(command)
+    return click.option("--workdir", type=click.Path(file_okay=False),
+                        help="working folder for databases and checkpoints [env HPSEARCH_WORKDIR; "
+                             f"default: ./{DEFAULT_WORKDIR}]")(command)
+
+
+def _locate(workdir: str | None, storage_option: str | None):
+    path = workdir_path(workdir)
+    return path, storage_url(storage_option, path)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="hpsearch")
+def main() -> None:
+    """Hyperparameter search for recurrent networks, on Optuna.
+
+    \b
+    hpsearch run --study surnames          search; resumes if the study exists
+    hpsearch best --study surnames         the best trial found so far
+    hpsearch studies                       built-in specs and stored studies
+    """
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml",
+              help="a built-in study name or the path of a study spec")
+@click.option("--n-trials", type=click.IntRange(min=1),
+              help="total finished (complete + pruned) trials the study should hold; default from the spec")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="stop starting new trials after this long (this invocation only)")
+@click.option("--epochs", type=click.IntRange(min=1), help="max epochs per trial, overriding the spec")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="data root holding one folder per dataset, e.g. names/ [env HPSEARCH_DATA; "
+                   "default: ~/.cache/hpsearch]")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+@_where
+def run(study_ref, n_trials, timeout, epochs, device, data_dir, quiet, workdir, storage):
+    """Search a study's space; running it again resumes the same study.
+
+    \b
+    Example:
+      hpsearch run --study surnames --n-trials 40
+      hpsearch run --study ./my-study.toml --epochs 2 --n-trials 5
+    Ctrl-C stops cleanly: the running trial is marked failed, finished trials stay.
+    """
+    spec = study.load(study_ref)
+    workdir_path, url = _locate(workdir, storage)
+    found = study.run_search(spec, storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
+                             timeout=timeout, epochs=epochs, device=device,
+                             progress=Progress(quiet, epochs or spec.max_epochs))
+    try:
+        click.echo(results.format_summary(results.best_summary(found)))
+    except HpsearchError as exc:
+        click.echo(str(exc))
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_where
+def best(study_ref, as_json, workdir, storage):
+    """The best completed trial: params, val/test accuracy and balanced accuracy, epochs.
+
+    \b
+    Example:
+      hpsearch best --study surnames --json
+    """
+    summary = results.best_summary(study.require_study(study.study_name(study_ref), _locate(workdir, storage)[1]))
+    click.echo(json.dumps(summary, indent=2) if as_json else results.format_summary(summary))
+
+
+@main.command()
+@_where
+def studies(workdir, storage):
+    """Built-in study specs, and the studies stored with their trial counts and best value."""
+    specs = [study.load(name) for name in builtin_names()]
+    click.echo("built-in studies:")
+    click.echo(pd.DataFrame([{"name": s.name, "task": s.task, "metric": s.metric, "n_trials": s.n_trials,
+                              "description": s.description} for s in specs]).to_string(index=False))
+    url = _locate(workdir, storage)[1]
+    try:
+        rows = results.stored_studies(url)
+    except HpsearchError as exc:
+        rows, note = [], str(exc)
+    else:
+        note = f"no studies stored in {mask(url)} yet"
+    click.echo(f"\nstored in {mask(url)}:")
+    click.echo(pd.DataFrame(rows).to_string(index=False, na_rep="-") if rows else note)

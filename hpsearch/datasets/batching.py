@@ -1,0 +1,57 @@
+"""Tensors for a split of token sequences, and index batches of similar lengths.
+
+Everything per sample happens once, when a split is tensorised; an epoch only permutes and slices tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """Padded token ids (0 is padding), true lengths and class labels of one split."""
+
+    tokens: torch.Tensor  # (n, max_len) int64
+    lengths: torch.Tensor  # (n,) int64, always on the CPU: pack_padded_sequence wants them there
+    labels: torch.Tensor  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.tokens.to(device), self.lengths, self.labels.to(device))
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens cut to the longest sequence in the batch, lengths and labels."""
+        lengths = self.lengths[index]
+        device_index = index.to(self.tokens.device)
+        return self.tokens[device_index, : int(lengths.max())], lengths, self.labels[device_index]
+
+
+def tensorise(sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> Split:
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    tokens = torch.zeros(len(sequences), max(map(len, sequences), default=1), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        tokens[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return Split(tokens, lengths, torch.tensor(labels, dtype=torch.long))
+
+
+def shuffled_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batches of near-equal length in random order, different every epoch.
+
+    Sorting by length plus up to two characters of noise keeps padding small while still mixing which
+    sequences meet in a batch; the batch order is then shuffled so lengths do not come in a curriculum.
+    """
+    noisy = lengths.float() + 2 * torch.rand(len(lengths), generator=generator)
+    batches = torch.argsort(noisy).split(batch_size)
+    for i in torch.randperm(len(batches), generator=generator).tolist():
+        yield batches[i]
+
+
+def ordered_batches(lengths: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """Deterministic length-sorted batches, for evaluation."""
+    return torch.argsort(lengths, stable=True).split(batch_size)

@@ -1,0 +1,60 @@
+"""Where datasets live on disk, and fetching an archive into that place safely."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from hpsearch.errors import DataError
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """``--data-dir``, else ``HPSEARCH_DATA``, else a per-user cache folder (like torchvision's ``root``)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if env := os.environ.get("HPSEARCH_DATA"):
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "hpsearch"
+
+
+def safe_members(archive: zipfile.ZipFile, prefix: str) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """The archive's files under ``prefix``, with their paths relative to it; refuses escaping paths."""
+    members = []
+    for info in archive.infolist():
+        path = PurePosixPath(info.filename)
+        if path.is_absolute() or ".." in path.parts or ":" in info.filename:
+            raise DataError(f"refusing to extract {info.filename!r}: the archive names a path outside its folder")
+        if not info.is_dir() and path.is_relative_to(prefix):
+            members.append((info, path.relative_to(prefix)))
+    return members
+
+
+def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str) -> None:
+    """Download a zip and extract the files under ``prefix`` into ``destination``.
+
+    Extracts into a temporary folder next to ``destination`` and renames it into place, so a failed or
+    interrupted download never leaves a half-filled data folder behind.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
+            archive_path = Path(tmp) / "download.zip"
+            with urllib.request.urlopen(url, timeout=60) as response, archive_path.open("wb") as out:
+                shutil.copyfileobj(response, out)
+            staging = Path(tmp) / "staging"
+            with zipfile.ZipFile(archive_path) as archive:
+                for info, relative in safe_members(archive, prefix):
+                    target = staging / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as src, target.open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+            if not staging.is_dir():
+                raise DataError(f"{url} holds no files under {prefix}/; {hint}")
+            staging.rename(destination)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"could not download {url} ({exc}); {hint}") from None

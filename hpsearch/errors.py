@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message as is and exits with code 2."""
+
+
+class HpsearchError(Exception):
+    """A problem the user can fix; the message names it and says how."""
+
+
+class SpecError(HpsearchError):
+    """A study spec that cannot be used."""
+
+
+class DataError(HpsearchError):
+    """Data that is missing or cannot be read."""
+
+
+class StorageError(HpsearchError):
+    """A storage URL or stored study that cannot be used."""

@@ -1,0 +1,115 @@
+"""The Optuna objective: sample a configuration, train it epoch by epoch, report, prune, keep the best."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from hpsearch.datasets.batching import shuffled_batches
+from hpsearch.models import RecurrentClassifier
+from hpsearch.search.training import class_weights, evaluate, make_optimizer, train_epoch
+from hpsearch.studies import StudySpec
+
+EpochHook = Callable[[optuna.Trial, int, dict[str, float]], None]
+
+
+class Objective:
+    def __init__(self, spec: StudySpec, data: Any, *, max_epochs: int, device: torch.device,
+                 checkpoint_dir: Path, on_epoch: EpochHook) -> None:
+        self.spec, self.max_epochs, self.device = spec, max_epochs, device
+        self.checkpoint_dir, self.on_epoch = checkpoint_dir, on_epoch
+        self.data = data
+        self.splits = {name: split.to(device) for name, split in data.splits().items()}
+        self.maximize = spec.direction == "maximize"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._train(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
+            raise
+        except Exception as exc:
+            # Optuna keeps no reason for a failed trial; store one for `best`, the report and MLflow.
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _train(self, trial: optuna.Trial) -> float:
+        hp = self.spec.sample(trial)
+        seed = hp.seed()
+        trial.set_user_attr("hyperparams", dataclasses.asdict(hp))
+        trial.set_user_attr("seed", seed)
+        torch.manual_seed(seed)
+        shuffle = torch.Generator().manual_seed(seed)
+        train, val, test = self.splits["train"], self.splits["val"], self.splits["test"]
+        n_classes = len(self.data.classes)
+
+        model = RecurrentClassifier(self.data.vocab_size, n_classes, cell=hp.cell, embedding_dim=hp.embedding_dim,
+                                    hidden_size=hp.hidden_size, num_layers=hp.num_layers,
+                                    bidirectional=hp.bidirectional, dropout=hp.dropout,
+                                    nonlinearity=hp.nonlinearity).to(self.device)
+        optimizer = make_optimizer(hp, model.parameters())
+        schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_epochs)
+                    if hp.lr_schedule == "cosine" else None)
+        weights = class_weights(train.labels, n_classes, hp.class_balance)
+
+        best_value, best_epoch, best_state, best_val = None, 0, None, None
+        train_seconds = total_seconds = 0.0
+        for epoch in range(1, self.max_epochs + 1):
+            start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            batches = shuffled_batches(train.lengths, hp.batch_size, shuffle)
+            train_loss, train_accuracy = train_epoch(model, train, batches, optimizer, hp.grad_clip, weights)
+            if schedule:
+                schedule.step()
+            trained = time.perf_counter()
+            val_result = evaluate(model, val, n_classes)
+            seconds = time.perf_counter() - start
+            train_seconds += trained - start
+            total_seconds += seconds
+            metrics = {"train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_result.loss,
+                       "val_accuracy": val_result.accuracy, "val_balanced_accuracy": val_result.balanced_accuracy,
+                       "epoch_seconds": seconds, "samples_per_second": len(train) / (trained - start), "lr": lr}
+            self.on_epoch(trial, epoch, metrics)
+
+            value = metrics[self.spec.metric]
+            if best_value is None or (value > best_value if self.maximize else value < best_value):
+                best_value, best_epoch, best_val = value, epoch, val_result
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # Report the best value so far: the trial's value is its best epoch, and the pruner then compares
+            # like with like, so one noisy epoch does not get a trial pruned.
+            trial.report(best_value, epoch)
+            cost = {"epochs": epoch, "best_epoch": best_epoch, "epoch_seconds": total_seconds / epoch,
+                    "samples_per_second": len(train) * epoch / train_seconds}
+            if trial.should_prune():
+                self._record(trial, **cost)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        model.load_state_dict(best_state)
+        test_result = evaluate(model, test, n_classes)
+        self._record(trial, **cost, val_accuracy=best_val.accuracy, val_balanced_accuracy=best_val.balanced_accuracy,
+                     test_accuracy=test_result.accuracy, test_balanced_accuracy=test_result.balanced_accuracy,
+                     n_params=sum(p.numel() for p in model.parameters()),
+                     checkpoint=self._save(trial, hp, best_state))
+        return best_value
+
+    @staticmethod
+    def _record(trial: optuna.Trial, **attrs: Any) -> None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+    def _save(self, trial: optuna.Trial, hp: Any, state: dict[str, torch.Tensor]) -> str:
+        """Write the best epoch's weights with what is needed to use them; returns the file's path."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"trial-{trial.number}.pt"
+        torch.save({"task": self.spec.task, "classes": list(self.data.classes),
+                    "hyperparams": dataclasses.asdict(hp),
+                    "state_dict": {k: v.cpu() for k, v in state.items()}}, path)
+        return str(path)

@@ -1,0 +1,43 @@
+"""Progress lines for a running search, on stderr so that stdout stays for results."""
+
+from __future__ import annotations
+
+import sys
+
+import optuna
+
+
+class Progress:
+    def __init__(self, quiet: bool = False, max_epochs: int = 0) -> None:
+        self.quiet, self.max_epochs = quiet, max_epochs
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def start(self, study: optuna.Study, total: int, remaining: int, where: str) -> None:
+        done = total - remaining
+        if remaining <= 0:
+            self._say(f"study '{study.study_name}' already has {done} finished trials (budget {total}); "
+                      "nothing to run. Raise --n-trials to search more.")
+        else:
+            waiting = optuna.trial.TrialState.WAITING  # enqueued, not yet started
+            verb = "resuming" if any(t.state != waiting for t in study.get_trials(deepcopy=False)) else "starting"
+            self._say(f"{verb} study '{study.study_name}' in {where}: {done}/{total} trials done, "
+                      f"running up to {remaining}")
+
+    def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
+        self._say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: "
+                  f"train loss {metrics['train_loss']:.4f}, val accuracy {metrics['val_accuracy']:.4f} "
+                  f"(balanced {metrics['val_balanced_accuracy']:.4f}), {metrics['epoch_seconds']:.1f}s")
+
+    def trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = trial.state.name.lower()
+        value = f" value {trial.value:.4f}" if trial.value is not None else ""
+        epochs = trial.user_attrs.get("epochs")
+        after = f" after {epochs} epoch{'s' * (epochs != 1)}" if epochs else ""
+        best = ""
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
+        reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+        self._say(f"trial {trial.number} {state}{value}{after}{reason}{best}")

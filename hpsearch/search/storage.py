@@ -1,0 +1,82 @@
+"""Where studies are stored: the working folder, the Optuna storage URL, and opening it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from sqlalchemy.engine import URL, make_url
+
+from hpsearch.errors import StorageError
+
+DEFAULT_WORKDIR = "hpsearch-runs"
+SQLITE_BUSY_TIMEOUT_S = 60  # several local workers commit to one file; wait for the lock instead of failing
+
+
+def workdir_path(workdir: str | os.PathLike | None) -> Path:
+    return Path(workdir or os.environ.get("HPSEARCH_WORKDIR") or DEFAULT_WORKDIR).expanduser().resolve()
+
+
+def storage_url(storage: str | None, workdir: Path) -> str:
+    """``--storage``, else ``HPSEARCH_STORAGE``, else SQLite in the working folder (absolute path, so the
+    URL printed for optuna-dashboard works from any directory)."""
+    return storage or os.environ.get("HPSEARCH_STORAGE") or f"sqlite:///{workdir / 'optuna.db'}"
+
+
+def mask(url: str) -> str:
+    """The URL with its password replaced by ***, for anything printed, logged or stored."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<unparseable storage URL>"
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError("the storage URL is not an SQLAlchemy URL; expected e.g. sqlite:///path/optuna.db "
+                           "or postgresql+psycopg://user:password@host/db") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL, None for other databases or in-memory SQLite."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _sqlite_engine_kwargs(path: Path) -> dict:
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        # WAL lets readers (dashboard, report) work while a search writes; NORMAL syncs at checkpoints
+        # instead of every commit, which cuts the per-trial storage cost about 4x and is still crash-safe.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return {"creator": connect}
+
+
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open (and, when ``create``, create) an Optuna RDB storage, with one-line errors."""
+    parsed = _parse(url)
+    engine_kwargs = {}
+    if path := sqlite_file(url):
+        if not create and not path.is_file():
+            raise StorageError(f"no study storage at {path}; run `hpsearch run` first or pass --workdir/--storage")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = _sqlite_engine_kwargs(path)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"no database driver for {parsed.drivername} ({exc.name} is missing); "
+                           "for PostgreSQL install hpsearch[postgres]") from None
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(f"cannot open storage {mask(url)}: {reason}") from None

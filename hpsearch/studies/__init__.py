@@ -1,0 +1,5 @@
+"""Study specs: built-in TOML files and the loader that validates them."""
+
+from hpsearch.studies.spec import Hyperparams, StudySpec, builtin_names, load_spec
+
+__all__ = ["Hyperparams", "StudySpec", "builtin_names", "load_spec"]

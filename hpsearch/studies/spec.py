@@ -1,0 +1,381 @@
+"""Study specs: a TOML file says what to search; this module turns it into a typed, validated object.
+
+A spec is data, not code. Every problem found in one is reported as ``<file>: <key>: <problem>``, all of
+them at once, so a user fixes a spec in one pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import tomllib
+import typing
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+
+from hpsearch.errors import SpecError
+
+Cell = Literal["rnn", "gru", "lstm"]
+Nonlinearity = Literal["tanh", "relu"]
+Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax"]
+Schedule = Literal["constant", "cosine"]
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """Everything one trial trains with. A spec's space may set any of these; the rest keep these defaults."""
+
+    cell: Cell = "lstm"
+    nonlinearity: Nonlinearity = "tanh"
+    bidirectional: bool = False
+    num_layers: int = 1
+    hidden_size: int = 128
+    embedding_dim: int = 32
+    dropout: float = 0.0
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    lr_schedule: Schedule = "constant"  # cosine decays the rate to 0 over the trial's max epochs
+    # Loss weight of a class is proportional to (its training count) ** -class_balance: 0 is plain cross
+    # entropy, 1 weighs every class equally (balanced accuracy up, plain accuracy down).
+    class_balance: float = 0.0
+
+    def seed(self) -> int:
+        """A seed derived from the values alone, so the same configuration trains the same way again."""
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+
+_HP_TYPES = typing.get_type_hints(Hyperparams)
+
+# Natural direction of each metric a trial can be selected on (all on the validation split, never test).
+METRICS = {"val_accuracy": "maximize", "val_balanced_accuracy": "maximize", "val_loss": "minimize"}
+
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+PRUNERS = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: its registry name and the keyword arguments for its constructor."""
+
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, registry: dict[str, type], **overrides: Any) -> Any:
+        with warnings.catch_warnings():
+            # The spec chose the option (e.g. TPE's `group`); warning on every start helps nobody.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return registry[self.type](**{**self.options, **overrides})
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dimension of the search space, sampled only when every ``when`` condition holds."""
+
+    name: str
+    kind: Literal["categorical", "int", "float", "fixed"]
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    value: Any = None
+    when: dict[str, tuple] = field(default_factory=dict)
+
+    def admits(self, value: Any) -> bool:
+        if self.kind == "categorical":
+            return value in self.choices
+        if self.kind in ("int", "float"):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return False  # a fixed value is not a search dimension
+
+    def active(self, chosen: dict[str, Any]) -> bool:
+        return all(name in chosen and chosen[name] in allowed for name, allowed in self.when.items())
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, self.low, self.high, step=self.step or 1, log=self.log)
+        if self.kind == "float":
+            return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+        return self.value
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: Path
+    task: str
+    metric: str
+    direction: str
+    n_trials: int
+    max_epochs: int
+    description: str = ""
+    data: DataOptions = DataOptions()
+    sampler: Component = Component("tpe")
+    pruner: Component = Component("median")
+    space: tuple[Param, ...] = ()
+    enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
+
+    def sample(self, trial: optuna.Trial) -> Hyperparams:
+        """Draw one configuration; a conditional param is asked for only when its conditions hold."""
+        chosen: dict[str, Any] = {}
+        for param in self.space:
+            if param.active(chosen):
+                chosen[param.name] = param.suggest(trial)
+        return Hyperparams(**chosen)
+
+
+_TOP_KEYS = {"name", "description", "task", "metric", "direction", "n_trials", "max_epochs",
+             "data", "sampler", "pruner", "space", "enqueue"}
+_PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files(__package__).iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def resolve(ref: str) -> Path:
+    """A built-in name, or a path to a ``.toml`` file."""
+    path = Path(ref).expanduser()
+    if ref.endswith(".toml") or path.parent != Path("."):
+        if not path.is_file():
+            raise SpecError(f"study spec file not found: {path}")
+        return path.resolve()
+    if ref in builtin_names():
+        return Path(str(resources.files(__package__) / f"{ref}.toml"))
+    raise SpecError(f"unknown study '{ref}'; built-in studies: {', '.join(builtin_names())} "
+                    "(or pass the path of a .toml spec)")
+
+
+def load_spec(ref: str, tasks: typing.Collection[str]) -> StudySpec:
+    """Read and validate a spec; ``tasks`` names the tasks this installation can train."""
+    path = resolve(ref)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    problems: list[str] = []
+    spec = _build(raw, path, tasks, problems)
+    if problems:
+        raise SpecError("\n".join(f"{path}: {p}" for p in problems))
+    return spec
+
+
+def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[str]) -> StudySpec | None:
+    problems += [f"{k}: unknown key (known: {', '.join(sorted(_TOP_KEYS))})" for k in raw if k not in _TOP_KEYS]
+    task = raw.get("task")
+    if task not in tasks:
+        problems.append(f"task: unknown task {task!r} (known: {', '.join(sorted(tasks))})")
+    metric = raw.get("metric", "val_accuracy")
+    if metric not in METRICS:
+        problems.append(f"metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    direction = raw.get("direction", METRICS.get(metric, "maximize"))
+    if metric in METRICS and direction != METRICS[metric]:
+        problems.append(f"direction: {metric} must be {METRICS[metric]}d, not {direction!r}")
+    for key, default in (("n_trials", 40), ("max_epochs", 20)):
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key}: must be a whole number >= 1, got {value!r}")
+    data = _data_options(raw.get("data", {}), problems)
+    sampler = _component("sampler", raw.get("sampler", {}), SAMPLERS, "tpe", problems)
+    pruner = _component("pruner", raw.get("pruner", {}), PRUNERS, "median", problems)
+    space = _space(raw.get("space", {}), problems)
+    enqueue = _enqueue(raw.get("enqueue", []), space, problems)
+    if problems:
+        return None
+    return StudySpec(name=raw.get("name", path.stem), path=path, task=task, metric=metric, direction=direction,
+                     n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20),
+                     description=raw.get("description", ""), data=data, sampler=sampler, pruner=pruner,
+                     space=space, enqueue=enqueue)
+
+
+def _data_options(raw: Any, problems: list[str]) -> DataOptions:
+    known = {f.name for f in dataclasses.fields(DataOptions)}
+    if not isinstance(raw, dict):
+        problems.append("data: must be a table")
+        return DataOptions()
+    problems += [f"data.{k}: unknown key (known: {', '.join(sorted(known))})" for k in raw if k not in known]
+    options = DataOptions(**{k: v for k, v in raw.items() if k in known})
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(options, key)
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            problems.append(f"data.{key}: must be a fraction between 0 and 1, got {value!r}")
+    if not problems and options.val_fraction + options.test_fraction >= 1:
+        problems.append("data: val_fraction + test_fraction must leave something to train on")
+    return options
+
+
+def _component(section: str, raw: Any, registry: dict, default: str, problems: list[str]) -> Component:
+    if not isinstance(raw, dict):
+        problems.append(f"{section}: must be a table")
+        return Component(default)
+    options = dict(raw)
+    kind = options.pop("type", default)
+    if kind not in registry:
+        problems.append(f"{section}.type: unknown {section} {kind!r} (known: {', '.join(registry)})")
+        return Component(default)
+    accepted = inspect.signature(registry[kind]).parameters
+    unknown = [k for k in options if k not in accepted]
+    problems += [f"{section}.{k}: not an option of {registry[kind].__name__}" for k in unknown]
+    component = Component(kind, options)
+    if not unknown:
+        try:
+            component.build(registry)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{section}: {exc}")
+    return component
+
+
+def _space(raw: Any, problems: list[str]) -> tuple[Param, ...]:
+    if not isinstance(raw, dict):
+        problems.append("space: must be a table of parameters")
+        return ()
+    params: list[Param] = []
+    for name, body in raw.items():
+        key = f"space.{name}"
+        if name not in _HP_TYPES:
+            problems.append(f"{key}: unknown parameter (known: {', '.join(_HP_TYPES)})")
+            continue
+        if not isinstance(body, dict):
+            body = {"value": body}  # `lr = 0.01` is shorthand for a fixed value
+        param = _param(name, body, key, problems)
+        if param is None:
+            continue
+        for cond, allowed in param.when.items():
+            earlier = {p.name: p for p in params}
+            if cond not in earlier:
+                where = "is declared after it" if cond in raw else "is not in the space"
+                problems.append(f"{key}.when: condition on {cond!r}, which {where}")
+            elif (values := _values(earlier[cond])) and (bad := [v for v in allowed if v not in values]):
+                problems.append(f"{key}.when: {cond} can never be {', '.join(map(repr, bad))}")
+        params.append(param)
+    return tuple(params)
+
+
+def _enqueue(raw: Any, space: tuple[Param, ...], problems: list[str]) -> tuple[dict[str, Any], ...]:
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        problems.append("enqueue: must be a list of tables, e.g. [[enqueue]]")
+        return ()
+    params = {p.name: p for p in space}
+    for i, entry in enumerate(raw):
+        for name, value in entry.items():
+            if name not in params:
+                problems.append(f"enqueue[{i}].{name}: not a searched parameter of the space")
+            elif not params[name].admits(value):
+                problems.append(f"enqueue[{i}].{name}: {value!r} is outside the space")
+    return tuple(raw)
+
+
+def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None:
+    before = len(problems)
+    problems += [f"{key}.{k}: unknown key (known: {', '.join(sorted(_PARAM_KEYS))})"
+                 for k in body if k not in _PARAM_KEYS]
+    kind = body.get("type") or _infer_kind(body)
+    if kind not in ("categorical", "int", "float", "fixed"):
+        problems.append(f"{key}.type: must be categorical, int, float or fixed, got {kind!r}")
+        return None
+    when = body.get("when", {})
+    if not isinstance(when, dict):
+        problems.append(f"{key}.when: must be a table like {{ optimizer = \"sgd\" }}")
+        when = {}
+    when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
+    hp_type = _HP_TYPES[name]
+    if kind == "fixed":
+        if "value" not in body:
+            problems.append(f"{key}: a fixed parameter needs `value`")
+        elif not _fits(body["value"], hp_type):
+            problems.append(f"{key}.value: {body['value']!r} is not a valid {name} ({_describe(hp_type)})")
+        param = Param(name, kind, value=body.get("value"), when=when)
+    elif kind == "categorical":
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
+            problems.append(f"{key}.choices: must be a non-empty list")
+            return None
+        problems += [f"{key}.choices: {c!r} is not a valid {name} ({_describe(hp_type)})"
+                     for c in choices if not _fits(c, hp_type)]
+        param = Param(name, kind, choices=tuple(choices), when=when)
+    else:
+        param = _range_param(name, kind, body, key, hp_type, when, problems)
+    return param if len(problems) == before else None
+
+
+def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, when: dict,
+                 problems: list[str]) -> Param:
+    number = int if kind == "int" else (int, float)
+    if hp_type not in (int, float) or (kind == "float" and hp_type is int):
+        problems.append(f"{key}: {name} takes {_describe(hp_type)}, not a {kind} range")
+    low, high, step, log = body.get("low"), body.get("high"), body.get("step"), body.get("log", False)
+    for bound, value in (("low", low), ("high", high)):
+        if not isinstance(value, number) or isinstance(value, bool):
+            problems.append(f"{key}.{bound}: must be {'a whole number' if kind == 'int' else 'a number'}, "
+                            f"got {value!r}")
+    if not isinstance(log, bool):
+        problems.append(f"{key}.log: must be true or false")
+    if step is not None and (not isinstance(step, number) or step <= 0):
+        problems.append(f"{key}.step: must be a positive {'whole ' if kind == 'int' else ''}number")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        if low > high:
+            problems.append(f"{key}: low ({low}) is greater than high ({high})")
+        if log is True and low <= 0:
+            problems.append(f"{key}: log scale needs low > 0, got {low}")
+        if log is True and step is not None and kind == "float":
+            problems.append(f"{key}: step and log cannot be used together")
+    return Param(name, kind, low=low, high=high, step=step, log=log, when=when)
+
+
+def _infer_kind(body: dict) -> str:
+    if "choices" in body:
+        return "categorical"
+    if "value" in body:
+        return "fixed"
+    bounds = (body.get("low"), body.get("high"))
+    return "int" if all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) else "float"
+
+
+def _fits(value: Any, hp_type: Any) -> bool:
+    if typing.get_origin(hp_type) is Literal:
+        return value in typing.get_args(hp_type)
+    if hp_type is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is hp_type
+
+
+def _describe(hp_type: Any) -> str:
+    if typing.get_origin(hp_type) is Literal:
+        return "one of " + ", ".join(typing.get_args(hp_type))
+    return {bool: "true or false", int: "a whole number", float: "a number"}[hp_type]
+
+
+def _values(param: Param) -> tuple:
+    """The values a condition on ``param`` can meet; empty for a range, which is not checked."""
+    if param.kind == "categorical":
+        return param.choices
+    if param.kind == "fixed":
+        return (param.value,)
+    return ()

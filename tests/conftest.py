@@ -1,0 +1,77 @@
+"""Tiny data and specs made by the tests themselves: offline and fast."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Each made-up language marks its names so that a small model learns them in a couple of epochs.
+PATTERNS = {"Alpha": "{}ov", "Beta": "Mc{}", "Gamma": "{}ez"}
+
+TINY_SPEC = """
+task = "surnames"
+metric = "val_accuracy"
+direction = "maximize"
+n_trials = 3
+max_epochs = {epochs}
+
+[data]
+split_seed = 1
+
+[sampler]
+seed = 0
+n_startup_trials = 2
+
+[pruner]
+type = "median"
+n_startup_trials = 2
+n_warmup_steps = 1
+
+[space]
+cell = {{ choices = ["rnn", "gru", "lstm"] }}
+nonlinearity = {{ choices = ["tanh", "relu"], when = {{ cell = "rnn" }} }}
+bidirectional = {{ choices = [true, false] }}
+hidden_size = {{ low = 8, high = 16, log = true }}
+embedding_dim = 8
+optimizer = {{ choices = ["adam", "sgd"] }}
+momentum = {{ low = 0.0, high = 0.9, when = {{ optimizer = "sgd" }} }}
+lr = {{ low = 1e-3, high = 1e-2, log = true }}
+batch_size = {{ choices = [16, 32] }}
+"""
+
+
+def write_names(root: Path, per_language: int = 40, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    folder = root / "names"
+    folder.mkdir(parents=True)
+    for language, pattern in PATTERNS.items():
+        names = [pattern.format("".join(rng.choice("abcdefghiklmnoprstu") for _ in range(rng.randint(3, 6))))
+                 .capitalize() for _ in range(per_language)]
+        (folder / f"{language}.txt").write_text("\n".join(names + names[:5]) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    return write_names(tmp_path / "data")
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SPEC.format(epochs=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment: working folder and data root in tmp, no storage from the caller's shell."""
+    workdir = tmp_path / "runs"
+    monkeypatch.setenv("HPSEARCH_WORKDIR", str(workdir))
+    monkeypatch.setenv("HPSEARCH_DATA", str(data_root))
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    return workdir

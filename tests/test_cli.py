@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from conftest import TINY_SPEC
+from hpsearch.cli import main
+
+
+def hpsearch(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def stored(workdir: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'optuna.db'}")
+
+
+def test_run_to_completion_then_resume_runs_only_the_difference(env, spec_file):
+    code, out, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "3")
+    assert code == 0, err
+    assert "starting study 'tiny'" in err and "trial 2 " in err and "epoch 2/2" in err
+    assert out.startswith("best trial of 'tiny': #")
+    first = stored(env).trials
+    assert len(first) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in first)
+
+    code, out, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "5")
+    assert code == 0, err
+    assert "resuming study 'tiny'" in err and "3/5 trials done, running up to 2" in err
+    trials = stored(env).trials
+    assert len(trials) == 5
+    assert [(t.params, t.values) for t in trials[:3]] == [(t.params, t.values) for t in first]
+
+    code, out, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "5")
+    assert code == 0 and "nothing to run" in err and len(stored(env).trials) == 5
+
+
+def test_resumed_seeded_sampler_does_not_replay_earlier_trials(env, tmp_path):
+    spec = tmp_path / "random.toml"
+    spec.write_text(TINY_SPEC.format(epochs=1).replace("n_startup_trials = 2\n\n[pruner]", 'type = "random"\n\n[pruner]'))
+    hpsearch("run", "--study", str(spec), "--n-trials", "2", "--quiet")
+    hpsearch("run", "--study", str(spec), "--n-trials", "4", "--quiet")
+    params = [t.params for t in stored(env, "random").trials]
+    # Without the seed offset, the second process's random sampler would draw trial 0's params again.
+    assert params[2] != params[0] and params[3] != params[1]
+
+
+def test_completed_trial_keeps_checkpoint_and_metrics(env, spec_file):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "2", "--quiet")
+    complete = stored(env).get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert 0 <= attrs["test_accuracy"] <= 1 and 0 <= attrs["test_balanced_accuracy"] <= 1
+        assert attrs["val_accuracy"] == trial.value and 1 <= attrs["best_epoch"] <= attrs["epochs"] == 2
+        assert attrs["n_params"] > 0 and attrs["epoch_seconds"] > 0 and attrs["samples_per_second"] > 0
+        checkpoint = torch.load(attrs["checkpoint"], weights_only=True)
+        assert checkpoint["classes"] == ["Alpha", "Beta", "Gamma"]
+        assert checkpoint["hyperparams"] == attrs["hyperparams"]
+
+
+def test_best_prints_the_best_trial_as_text_and_json(env, spec_file):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "3", "--quiet")
+    best = stored(env).best_trial
+    code, out, _ = hpsearch("best", "--study", str(spec_file), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["trial"] == best.number and summary["value"] == best.value
+    assert summary["params"] == best.params and summary["test_accuracy"] == best.user_attrs["test_accuracy"]
+    assert {"val_balanced_accuracy", "test_balanced_accuracy", "epochs", "best_epoch"} <= summary.keys()
+    code, out, _ = hpsearch("best", "--study", "tiny")
+    assert code == 0 and f"best trial of 'tiny': #{best.number}" in out and "test_balanced_accuracy" in out
+
+
+def test_studies_lists_builtins_and_stored_counts(env, spec_file):
+    code, out, _ = hpsearch("studies")
+    assert code == 0 and "surnames" in out and "no study storage" in out
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "3", "--quiet")
+    code, out, _ = hpsearch("studies")
+    row = next(line.split() for line in out.splitlines() if line.startswith("tiny"))
+    trials = stored(env).trials
+    assert row[3] == "3"
+    assert int(row[5]) + int(row[6]) == 3 == sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: surnames"),
+    (["run", "--study", "tiny.toml", "--storage", "not a url"], "the storage URL is not an SQLAlchemy URL"),
+    (["run", "--study", "tiny.toml", "--storage", "postgresql+psycopg://u:hunter2@127.0.0.1:1/db"],
+     "cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db"),
+    (["run", "--study", "tiny.toml", "--data-dir", "empty"], "no surname files found: put the <Language>.txt"),
+    (["best", "--study", "tiny.toml"], "no study storage at"),
+    (["run", "--study", "tiny.toml", "--n-trials", "0"], "Invalid value for '--n-trials'"),
+])
+def test_user_errors_are_one_line_and_exit_2(env, spec_file, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty" / "names").mkdir(parents=True)
+    code, out, err = hpsearch(*args)
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and "hunter2" not in err + out
+    if not message.startswith("Invalid value"):
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_changed_direction_is_refused_and_loses_nothing(env, spec_file, tmp_path):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "2", "--quiet")
+    before = [(t.number, t.state, t.values) for t in stored(env).trials]
+    changed = tmp_path / "changed" / "tiny.toml"
+    changed.parent.mkdir()
+    changed.write_text(TINY_SPEC.format(epochs=2).replace('metric = "val_accuracy"\ndirection = "maximize"',
+                                                          'metric = "val_loss"\ndirection = "minimize"'))
+    code, _, err = hpsearch("run", "--study", str(changed), "--n-trials", "4")
+    assert code == 2 and "study 'tiny' is stored to maximize val_accuracy, but" in err
+    assert [(t.number, t.state, t.values) for t in stored(env).trials] == before
+
+
+def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_file):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
+    command = [sys.executable, "-m", "hpsearch", "run", "--study", str(spec_file), "--n-trials", "2",
+               "--epochs", "1000"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # wait until the second trial is training
+        if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert "interrupted: trial 1 was marked failed; finished trials are kept" in rest
+    assert "Traceback" not in rest
+    trials = stored(env).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs["fail_reason"] == "interrupted by Ctrl-C"
+
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2")
+    assert code == 0, err
+    assert [t.state for t in stored(env).trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]

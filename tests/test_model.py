@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpsearch.models import CELLS, RecurrentClassifier
+from hpsearch.search.training import OPTIMIZERS, class_weights, make_optimizer
+from hpsearch.studies.spec import Cell, Hyperparams, Optimizer
+from typing import get_args
+
+
+@pytest.mark.parametrize("cell", get_args(Cell))
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_padding_never_changes_a_prediction(cell, bidirectional, num_layers):
+    torch.manual_seed(0)
+    model = RecurrentClassifier(10, 4, cell=cell, embedding_dim=6, hidden_size=5, num_layers=num_layers,
+                                bidirectional=bidirectional, dropout=0.3).eval()
+    short = torch.tensor([[3, 1, 4]])
+    alone = model(short, torch.tensor([3]))
+    assert alone.shape == (1, 4)
+    # The same sequence padded to 7 and batched with a longer one must give the same logits.
+    batch = torch.tensor([[3, 1, 4, 0, 0, 0, 0], [2, 7, 1, 8, 2, 8, 1]])
+    together = model(batch, torch.tensor([3, 7]))
+    assert together.shape == (2, 4)
+    torch.testing.assert_close(together[0:1], alone)
+    # Whatever sits in the padding is never read.
+    garbage = batch.clone()
+    garbage[0, 3:] = 9
+    torch.testing.assert_close(model(garbage, torch.tensor([3, 7])), together)
+
+
+def test_backward_direction_sees_the_whole_sequence():
+    torch.manual_seed(0)
+    model = RecurrentClassifier(10, 3, cell="gru", embedding_dim=4, hidden_size=4, bidirectional=True).eval()
+    a = model(torch.tensor([[1, 2, 3]]), torch.tensor([3]))
+    b = model(torch.tensor([[5, 2, 3]]), torch.tensor([3]))
+    assert not torch.allclose(a, b)  # a different first character reaches the final state
+
+
+def test_every_spec_value_has_an_implementation():
+    assert set(get_args(Cell)) == set(CELLS) and set(get_args(Optimizer)) == set(OPTIMIZERS)
+    model = RecurrentClassifier(5, 2)
+    for name in OPTIMIZERS:
+        assert make_optimizer(Hyperparams(optimizer=name, momentum=0.5), model.parameters())
+
+
+def test_class_weights_interpolate_between_plain_and_balanced():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    assert torch.allclose(class_weights(labels, 2, 0.0), torch.ones(2))
+    balanced = class_weights(labels, 2, 1.0)
+    assert torch.isclose(balanced[0] * 90, balanced[1] * 10)  # each class carries the same total weight
+    assert torch.isclose((balanced[labels]).mean(), torch.tensor(1.0))

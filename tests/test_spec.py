@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpsearch.datasets import TASKS
+from hpsearch.errors import SpecError
+from hpsearch.studies import Hyperparams, builtin_names, load_spec
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(path), TASKS)
+    lines = str(caught.value).splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    return [line.removeprefix(f"{path}: ") for line in lines]
+
+
+def test_builtin_surnames_spec_is_valid():
+    assert "surnames" in builtin_names()
+    spec = load_spec("surnames", TASKS)
+    assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
+    assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
+    names = {p.name for p in spec.space}
+    assert {"cell", "bidirectional", "num_layers", "hidden_size", "embedding_dim", "dropout", "optimizer", "lr",
+            "weight_decay", "batch_size", "grad_clip", "momentum", "nonlinearity"} <= names
+
+
+def test_every_problem_is_one_line_naming_file_and_key(tmp_path):
+    found = problems(tmp_path, """
+task = "poetry"
+colour = "blue"
+[space]
+hidden_size = { low = 64, high = 32 }
+lr = { low = 0.0, high = 0.1, log = true }
+cell = { choices = [] }
+dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
+""")
+    assert found == [
+        "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
+        "name, pruner, sampler, space, task)",
+        "task: unknown task 'poetry' (known: surnames)",
+        "space.hidden_size: low (64) is greater than high (32)",
+        "space.lr: log scale needs low > 0, got 0.0",
+        "space.cell.choices: must be a non-empty list",
+        "space.dropout.when: condition on 'optimiser', which is not in the space",
+    ]
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('[space]\nwidth = { low = 1, high = 2 }', "space.width: unknown parameter"),
+    ('[space]\ncell = { choices = ["rnn", "transformer"] }',
+     "space.cell.choices: 'transformer' is not a valid cell (one of rnn, gru, lstm)"),
+    ('[space]\nmomentum = { low = 0.0, high = 0.9, when = { optimizer = "sgd" } }\n'
+     'optimizer = { choices = ["sgd"] }', "space.momentum.when: condition on 'optimizer', which is declared after it"),
+    ('[space]\noptimizer = { choices = ["adam"] }\nmomentum = { low = 0.0, high = 0.9, when = { optimizer = "sgd" } }',
+     "space.momentum.when: optimizer can never be 'sgd'"),
+    ('[space]\nnum_layers = { low = 1.5, high = 3 }', "space.num_layers: num_layers takes a whole number, not a float range"),
+    ('[space]\nlr = { low = 0.1, high = 0.2, colour = 1 }', "space.lr.colour: unknown key"),
+    ('[sampler]\ntype = "grid"', "sampler.type: unknown sampler 'grid' (known: tpe, random)"),
+    ('[pruner]\nn_warmup = 3', "pruner.n_warmup: not an option of MedianPruner"),
+    ('metric = "val_loss"\ndirection = "maximize"', "direction: val_loss must be minimized, not 'maximize'"),
+    ('n_trials = 0', "n_trials: must be a whole number >= 1, got 0"),
+    ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\nlr = 0.5', "enqueue[0].lr: 0.5 is outside the space"),
+    ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\ncell = "gru"',
+     "enqueue[0].cell: not a searched parameter of the space"),
+    ('[data]\nval_fraction = 0.6\ntest_fraction = 0.5', "data: val_fraction + test_fraction must leave"),
+])
+def test_single_problems(tmp_path, body, expected):
+    found = problems(tmp_path, f'task = "surnames"\n{body}\n')
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_malformed_toml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('task = "surnames"\n[space\n', encoding="utf-8")
+    with pytest.raises(SpecError, match=r"broken.toml: not valid TOML: .*line 2"):
+        load_spec(str(path), TASKS)
+
+
+def test_unknown_study_name_lists_builtins():
+    with pytest.raises(SpecError, match="unknown study 'surname'; built-in studies: surnames"):
+        load_spec("surname", TASKS)
+
+
+def test_conditional_params_are_sampled_only_when_their_condition_holds(spec_file):
+    spec = load_spec(str(spec_file), TASKS)
+    sgd = spec.sample(optuna.trial.FixedTrial({"cell": "rnn", "nonlinearity": "relu", "bidirectional": True,
+                                                "hidden_size": 8, "optimizer": "sgd", "momentum": 0.5,
+                                                "lr": 0.01, "batch_size": 16}))
+    assert (sgd.momentum, sgd.nonlinearity, sgd.embedding_dim) == (0.5, "relu", 8)
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"cell": "gru", "optimizer": "adam"})
+    trial = study.ask()
+    adam = spec.sample(trial)
+    assert "momentum" not in trial.params and "nonlinearity" not in trial.params
+    assert "embedding_dim" not in trial.params  # fixed values are not search dimensions
+    assert (adam.momentum, adam.nonlinearity, adam.embedding_dim) == (Hyperparams.momentum, "tanh", 8)
+
+
+def test_seed_follows_the_configuration_only():
+    assert Hyperparams(lr=0.01).seed() == Hyperparams(lr=0.01).seed()
+    assert Hyperparams(lr=0.01).seed() != Hyperparams(lr=0.02).seed()
