@@ -6,6 +6,10 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models gain nothing from a second thread, and it makes tests crawl when the machine is busy.
+torch.set_num_threads(1)
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -130,7 +130,7 @@ def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_fil
     hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
     command = [sys.executable, "-m", "hpsearch", "run", "--study", str(spec_file), "--n-trials", "2",
                "--epochs", "1000"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     for line in process.stderr:  # wait until the second trial is training
         if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
