@@ -8,10 +8,13 @@ import click
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
+from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
+from hpsearch.mlflow.ui import serve
 from hpsearch.search import results, study
-from hpsearch.search.storage import DEFAULT_WORKDIR, mask, storage_url, workdir_path
 from hpsearch.search.progress import Progress
+from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
 from hpsearch.studies import builtin_names
+from hpsearch.urls import mask
 
 
 class _UserError(click.ClickException):
@@ -69,9 +72,14 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="data root holding one folder per dataset, e.g. names/ [env HPSEARCH_DATA; "
                    "default: ~/.cache/hpsearch]")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking store or server [env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
+@click.option("--no-mlflow", is_flag=True, help="do not log to MLflow")
+@click.option("--register-model", metavar="NAME", help="also register the best model in the MLflow Model Registry")
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @_where
-def run(study_ref, n_trials, timeout, epochs, device, data_dir, quiet, workdir, storage):
+def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no_mlflow, register_model, quiet,
+        workdir, storage):
     """Search a study's space; running it again resumes the same study.
 
     \b
@@ -79,12 +87,14 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, quiet, workdir, 
       hpsearch run --study surnames --n-trials 40
       hpsearch run --study ./my-study.toml --epochs 2 --n-trials 5
     Ctrl-C stops cleanly: the running trial is marked failed, finished trials stay.
+    Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
     spec = study.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
-    found = study.run_search(spec, storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
-                             timeout=timeout, epochs=epochs, device=device,
-                             progress=Progress(quiet, epochs or spec.max_epochs))
+    options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
+                                  timeout=timeout, epochs=epochs, device=device, tracking_uri=tracking_uri,
+                                  mlflow=not no_mlflow, register_model=register_model)
+    found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
     try:
         click.echo(results.format_summary(results.best_summary(found)))
     except HpsearchError as exc:
@@ -123,3 +133,14 @@ def studies(workdir, storage):
         note = f"no studies stored in {mask(url)} yet"
     click.echo(f"\nstored in {mask(url)}:")
     click.echo(pd.DataFrame(rows).to_string(index=False, na_rep="-") if rows else note)
+
+@main.command()
+@click.option("--tracking-uri", metavar="URI", help="[env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind; 0.0.0.0 exposes it")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--workdir", type=click.Path(file_okay=False), help="working folder [env HPSEARCH_WORKDIR]")
+def ui(tracking_uri, host, port, workdir):
+    """The MLflow UI on the studies' tracking store: one experiment per study, one run per trial."""
+    uri = mlflow_tracking_uri(tracking_uri, workdir_path(workdir))
+    click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port} (Ctrl-C stops it)", err=True)
+    raise SystemExit(serve(uri, host, port))

@@ -59,6 +59,16 @@ def write_names(root: Path, per_language: int = 40, seed: int = 0) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment():
+    """Nothing from the caller's shell decides where tests read data or write studies and runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HPSEARCH_WORKDIR", "HPSEARCH_STORAGE", "HPSEARCH_DATA", "MLFLOW_TRACKING_URI"):
+            patch.delenv(name, raising=False)
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        yield
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     return write_names(tmp_path / "data")
@@ -73,9 +83,8 @@ def spec_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean environment: working folder and data root in tmp, no storage from the caller's shell."""
+    """Working folder and data root in tmp, through the environment variables a user would set."""
     workdir = tmp_path / "runs"
     monkeypatch.setenv("HPSEARCH_WORKDIR", str(workdir))
     monkeypatch.setenv("HPSEARCH_DATA", str(data_root))
-    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
     return workdir

@@ -12,9 +12,10 @@ import optuna
 import pytest
 import torch
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from conftest import TINY_SPEC
 from optuna.trial import TrialState
 
-from conftest import TINY_SPEC
 from hpsearch.cli import main
 
 
@@ -50,7 +51,8 @@ def test_run_to_completion_then_resume_runs_only_the_difference(env, spec_file):
 
 def test_resumed_seeded_sampler_does_not_replay_earlier_trials(env, tmp_path):
     spec = tmp_path / "random.toml"
-    spec.write_text(TINY_SPEC.format(epochs=1).replace("n_startup_trials = 2\n\n[pruner]", 'type = "random"\n\n[pruner]'))
+    spec.write_text(TINY_SPEC.format(epochs=1).replace("n_startup_trials = 2\n\n[pruner]",
+                                                       'type = "random"\n\n[pruner]'))
     hpsearch("run", "--study", str(spec), "--n-trials", "2", "--quiet")
     hpsearch("run", "--study", str(spec), "--n-trials", "4", "--quiet")
     params = [t.params for t in stored(env, "random").trials]
@@ -130,7 +132,8 @@ def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_fil
     hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
     command = [sys.executable, "-m", "hpsearch", "run", "--study", str(spec_file), "--n-trials", "2",
                "--epochs", "1000"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     for line in process.stderr:  # wait until the second trial is training
         if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
@@ -143,6 +146,10 @@ def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_fil
     trials = stored(env).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs["fail_reason"] == "interrupted by Ctrl-C"
+    client = MlflowClient(f"sqlite:///{env / 'mlflow.db'}")
+    interrupted = client.get_run(trials[1].user_attrs["mlflow_run_id"])
+    assert interrupted.info.status == "FAILED" and interrupted.data.tags["fail_reason"] == "interrupted by Ctrl-C"
+    assert client.get_run(stored(env).user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
 
     code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2")
     assert code == 0, err

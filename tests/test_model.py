@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
 from hpsearch.models import CELLS, RecurrentClassifier
 from hpsearch.search.training import OPTIMIZERS, class_weights, make_optimizer
 from hpsearch.studies.spec import Cell, Hyperparams, Optimizer
-from typing import get_args
 
 
 @pytest.mark.parametrize("cell", get_args(Cell))

@@ -20,7 +20,7 @@ def objective(spec_file, data_root, tmp_path, epochs=2) -> Objective:
     spec = load_spec(str(spec_file), TASKS)
     data = surnames.load(data_root, split_seed=spec.data.split_seed)
     return Objective(spec, data, max_epochs=epochs, device=torch.device("cpu"),
-                     checkpoint_dir=tmp_path / "checkpoints", on_epoch=lambda *_: None)
+                     checkpoint_dir=tmp_path / "checkpoints", hooks=[])
 
 
 def test_a_trial_is_reproducible_from_its_params(spec_file, data_root, tmp_path):

@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import REAL_DATA
+
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise
 from hpsearch.datasets.download import safe_members
@@ -73,7 +73,7 @@ def test_shuffled_batches_cover_each_sample_once_with_little_padding():
     spread = max(int(lengths[b].max() - lengths[b].min()) for b in batches)
     assert spread <= 3
     again = list(shuffled_batches(lengths, 32, generator))
-    assert any(not torch.equal(a, b) for a, b in zip(batches, again))
+    assert any(not torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert sorted(torch.cat(ordered_batches(lengths, 100)).tolist()) == list(range(1000))
 
 

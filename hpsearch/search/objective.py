@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 import torch
@@ -14,19 +14,42 @@ import torch
 from hpsearch.datasets.batching import shuffled_batches
 from hpsearch.models import RecurrentClassifier
 from hpsearch.search.training import class_weights, evaluate, make_optimizer, train_epoch
-from hpsearch.studies import StudySpec
+from hpsearch.studies import Hyperparams, StudySpec
 
-EpochHook = Callable[[optuna.Trial, int, dict[str, float]], None]
+
+class TrialHooks(Protocol):
+    """What progress output and tracking are told while a trial trains."""
+
+    def trial_started(self, trial: optuna.Trial, hp: Hyperparams) -> None: ...
+
+    def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+def build_model(hp: Hyperparams, vocab_size: int, classes: Sequence[str]) -> RecurrentClassifier:
+    model = RecurrentClassifier(vocab_size, len(classes), cell=hp.cell, embedding_dim=hp.embedding_dim,
+                                hidden_size=hp.hidden_size, num_layers=hp.num_layers, bidirectional=hp.bidirectional,
+                                dropout=hp.dropout, nonlinearity=hp.nonlinearity)
+    model.classes = tuple(classes)  # travels with the pickled model, so it can name its predictions
+    return model
+
+
+def load_checkpoint(path: str | Path) -> RecurrentClassifier:
+    """The model a completed trial saved, in eval mode."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(Hyperparams(**checkpoint["hyperparams"]), checkpoint["vocab_size"], checkpoint["classes"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
 
 
 class Objective:
     def __init__(self, spec: StudySpec, data: Any, *, max_epochs: int, device: torch.device,
-                 checkpoint_dir: Path, on_epoch: EpochHook) -> None:
+                 checkpoint_dir: Path, hooks: Sequence[TrialHooks]) -> None:
         self.spec, self.max_epochs, self.device = spec, max_epochs, device
-        self.checkpoint_dir, self.on_epoch = checkpoint_dir, on_epoch
+        self.checkpoint_dir, self.hooks = checkpoint_dir, hooks
         self.data = data
         self.splits = {name: split.to(device) for name, split in data.splits().items()}
         self.maximize = spec.direction == "maximize"
+        self.interrupted: int | None = None  # number of the trial a Ctrl-C stopped, if any
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -34,6 +57,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
+            self.interrupted = trial.number
             trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
             raise
         except Exception as exc:
@@ -46,15 +70,14 @@ class Objective:
         seed = hp.seed()
         trial.set_user_attr("hyperparams", dataclasses.asdict(hp))
         trial.set_user_attr("seed", seed)
+        for hook in self.hooks:
+            hook.trial_started(trial, hp)
         torch.manual_seed(seed)
         shuffle = torch.Generator().manual_seed(seed)
         train, val, test = self.splits["train"], self.splits["val"], self.splits["test"]
         n_classes = len(self.data.classes)
 
-        model = RecurrentClassifier(self.data.vocab_size, n_classes, cell=hp.cell, embedding_dim=hp.embedding_dim,
-                                    hidden_size=hp.hidden_size, num_layers=hp.num_layers,
-                                    bidirectional=hp.bidirectional, dropout=hp.dropout,
-                                    nonlinearity=hp.nonlinearity).to(self.device)
+        model = build_model(hp, self.data.vocab_size, self.data.classes).to(self.device)
         optimizer = make_optimizer(hp, model.parameters())
         schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_epochs)
                     if hp.lr_schedule == "cosine" else None)
@@ -77,7 +100,8 @@ class Objective:
             metrics = {"train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_result.loss,
                        "val_accuracy": val_result.accuracy, "val_balanced_accuracy": val_result.balanced_accuracy,
                        "epoch_seconds": seconds, "samples_per_second": len(train) / (trained - start), "lr": lr}
-            self.on_epoch(trial, epoch, metrics)
+            for hook in self.hooks:
+                hook.epoch(trial, epoch, metrics)
 
             value = metrics[self.spec.metric]
             if best_value is None or (value > best_value if self.maximize else value < best_value):
@@ -109,7 +133,7 @@ class Objective:
         """Write the best epoch's weights with what is needed to use them; returns the file's path."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"trial-{trial.number}.pt"
-        torch.save({"task": self.spec.task, "classes": list(self.data.classes),
+        torch.save({"task": self.spec.task, "classes": list(self.data.classes), "vocab_size": self.data.vocab_size,
                     "hyperparams": dataclasses.asdict(hp),
                     "state_dict": {k: v.cpu() for k, v in state.items()}}, path)
         return str(path)

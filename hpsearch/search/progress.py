@@ -26,6 +26,9 @@ class Progress:
             self._say(f"{verb} study '{study.study_name}' in {where}: {done}/{total} trials done, "
                       f"running up to {remaining}")
 
+    def trial_started(self, trial: optuna.Trial, hp: object) -> None:
+        self._say(f"trial {trial.number}: {', '.join(f'{k}={_short(v)}' for k, v in trial.params.items())}")
+
     def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
         self._say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: "
                   f"train loss {metrics['train_loss']:.4f}, val accuracy {metrics['val_accuracy']:.4f} "
@@ -41,3 +44,7 @@ class Progress:
             best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
         reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
         self._say(f"trial {trial.number} {state}{value}{after}{reason}{best}")
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

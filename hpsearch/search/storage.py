@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
 
 from hpsearch.errors import StorageError
+from hpsearch.urls import mask
 
 DEFAULT_WORKDIR = "hpsearch-runs"
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers commit to one file; wait for the lock instead of failing
+# A worker silent this long is taken for dead: its trial is failed (and retried) by the next trial to start.
+# Heartbeats come from a background thread, so a long epoch does not silence them.
+HEARTBEAT_GRACE_S = 180
 
 
 def workdir_path(workdir: str | os.PathLike | None) -> Path:
@@ -24,14 +31,6 @@ def storage_url(storage: str | None, workdir: Path) -> str:
     """``--storage``, else ``HPSEARCH_STORAGE``, else SQLite in the working folder (absolute path, so the
     URL printed for optuna-dashboard works from any directory)."""
     return storage or os.environ.get("HPSEARCH_STORAGE") or f"sqlite:///{workdir / 'optuna.db'}"
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ***, for anything printed, logged or stored."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "<unparseable storage URL>"
 
 
 def _parse(url: str) -> URL:
@@ -62,8 +61,13 @@ def _sqlite_engine_kwargs(path: Path) -> dict:
     return {"creator": connect}
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """Open (and, when ``create``, create) an Optuna RDB storage, with one-line errors."""
+def open_storage(url: str, *, create: bool = True, grace_period: int | None = None,
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
+    """Open (and, when ``create``, create) an Optuna RDB storage, with one-line errors.
+
+    With ``grace_period``, running trials send heartbeats and ``on_stale`` is called for each trial whose
+    worker stopped sending them.
+    """
     parsed = _parse(url)
     engine_kwargs = {}
     if path := sqlite_file(url):
@@ -72,8 +76,13 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = _sqlite_engine_kwargs(path)
+    heartbeat = {} if grace_period is None else {
+        "heartbeat_interval": max(1, grace_period // 6), "grace_period": grace_period,
+        "heartbeat_stale_trial_callback": on_stale}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except ModuleNotFoundError as exc:
         raise StorageError(f"no database driver for {parsed.drivername} ({exc.name} is missing); "
                            "for PostgreSQL install hpsearch[postgres]") from None

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.datasets import TASKS
 from hpsearch.errors import HpsearchError, SpecError, StorageError
+from hpsearch.mlflow import tracking_uri
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.storage import mask, open_storage
+from hpsearch.search.storage import HEARTBEAT_GRACE_S, open_storage
+from hpsearch.search.tracking import TrialTracking
 from hpsearch.search.training import TrainingDiverged, resolve_device
 from hpsearch.studies import StudySpec, load_spec
 from hpsearch.studies.spec import PRUNERS, SAMPLERS
+from hpsearch.urls import mask
 
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -56,32 +61,81 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
     return study
 
 
-def run_search(spec: StudySpec, *, storage_url: str, workdir: Path, data_dir: str | None, n_trials: int | None,
-               timeout: float | None, epochs: int | None, device: str, progress: Progress) -> optuna.Study:
+@dataclass(frozen=True)
+class SearchOptions:
+    storage_url: str
+    workdir: Path
+    data_dir: str | None = None
+    n_trials: int | None = None  # study total of finished trials; None: the spec's
+    timeout: float | None = None
+    epochs: int | None = None  # max epochs per trial; None: the spec's
+    device: str = "auto"
+    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else SQLite in the working folder
+    mlflow: bool = True
+    register_model: str | None = None
+    heartbeat_grace: int = HEARTBEAT_GRACE_S
+
+
+class StaleTrials:
+    """Optuna's callback for a trial whose worker died: retry it once with the same params, and close its
+    MLflow run as FAILED. Tracking is attached once the study (which holds the parent run id) is open."""
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+        self.tracking: TrialTracking | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.tracking:
+            self.tracking.stale(trial)
+        self.retry(study, trial)
+
+
+def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> optuna.Study:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, or ``timeout``."""
     # Progress lines replace Optuna's own logs, which print a traceback for every failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    total = n_trials or spec.n_trials
-    torch_device = resolve_device(device)
+    total = options.n_trials or spec.n_trials
+    max_epochs = options.epochs or spec.max_epochs
+    device = resolve_device(options.device)
     # Data first: a missing data folder must fail before the study is created or touched.
-    data = TASKS[spec.task](data_dir, **dataclasses.asdict(spec.data))
-    study = open_study(spec, open_storage(storage_url))
+    data = TASKS[spec.task](options.data_dir, **dataclasses.asdict(spec.data))
+    stale = StaleTrials()
+    study = open_study(spec, open_storage(options.storage_url, grace_period=options.heartbeat_grace,
+                                          on_stale=stale))
     remaining = total - len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
-    progress.start(study, total, remaining, mask(storage_url))
+    progress.start(study, total, remaining, mask(options.storage_url))
     if remaining <= 0:
         return study
 
-    objective = Objective(spec, data, max_epochs=epochs or spec.max_epochs, device=torch_device,
-                          checkpoint_dir=workdir / "checkpoints" / spec.name, on_epoch=progress.epoch)
+    hooks: list = [progress]
+    callbacks: list = [optuna.study.MaxTrialsCallback(total, states=BUDGET_STATES), progress.trial]
+    tracking = None
+    if options.mlflow:
+        settings = {"max_epochs": max_epochs, **dataclasses.asdict(spec.data), "data_fingerprint": data.fingerprint,
+                    "storage": mask(options.storage_url)}
+        tracking = TrialTracking(study, spec, tracking_uri(options.tracking_uri, options.workdir),
+                                 artifact_root=options.workdir / "mlartifacts", settings=settings,
+                                 register_as=options.register_model)
+        hooks.append(tracking)
+        callbacks.insert(0, tracking)
+        stale.tracking = tracking
+    objective = Objective(spec, data, max_epochs=max_epochs, device=device,
+                          checkpoint_dir=options.workdir / "checkpoints" / spec.name, hooks=hooks)
     try:
         # MaxTrialsCallback makes the budget a study total, shared with any other worker on this study;
         # n_trials bounds this process, so trials that fail do not make it loop forever.
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(TrainingDiverged,),
-                       callbacks=[optuna.study.MaxTrialsCallback(total, states=BUDGET_STATES), progress.trial])
+        study.optimize(objective, n_trials=remaining, timeout=options.timeout, catch=(TrainingDiverged,),
+                       callbacks=callbacks)
     except KeyboardInterrupt:
-        running = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        marked = f"trial {running[-1].number} was marked failed; " if running else ""
+        if tracking:
+            tracking.interrupted(objective.interrupted)
+        # Optuna marks the trial that was running FAIL before re-raising; none runs between trials.
+        marked = "" if objective.interrupted is None else f"trial {objective.interrupted} was marked failed; "
         raise Interrupted(f"interrupted: {marked}finished trials are kept. Resume with the same command.") from None
+    if tracking:
+        tracking.close()
     return study
 
 

@@ -1,0 +1,5 @@
+"""Everything that talks to MLflow. No other package imports mlflow."""
+
+from hpsearch.mlflow.tracking import StudyTracking, model_uri, tracking_uri
+
+__all__ = ["StudyTracking", "model_uri", "tracking_uri"]

@@ -1,0 +1,140 @@
+"""One MLflow experiment per study, one parent run per study, one child run per trial.
+
+Every write names its run id through an ``MlflowClient``: no fluent "active run", so runs never cross
+between trials or workers, and a trial's metrics go out in one batched call per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from hpsearch.errors import HpsearchError
+from hpsearch.urls import mask
+
+MODEL_PATH = "best-model"
+# Listing the requirements saves MLflow's dependency inference, which takes seconds per logged model.
+MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def tracking_uri(explicit: str | None, workdir: Path) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else SQLite in the working folder."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StudyTracking:
+    """The experiment and parent run of one study, opened once per process before any trial starts."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str) -> None:
+        self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
+
+    @classmethod
+    def open(cls, tracking_uri: str, study_name: str, *, artifact_root: Path, parent_run_id: str | None,
+             params: Mapping[str, Any]) -> StudyTracking:
+        """Create (or find) the experiment and the parent run; ``parent_run_id`` reopens an existing one.
+
+        The first call on a new SQLite store migrates its schema, which takes seconds and must not race
+        with other processes: callers open tracking once, before workers start.
+        """
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        client = MlflowClient(tracking_uri)
+        try:
+            experiment = client.get_experiment_by_name(study_name)
+            if experiment is None:
+                # A server decides where artifacts go; a local store would otherwise put them under
+                # whatever folder the first process happened to run in.
+                remote = tracking_uri.startswith(("http://", "https://"))
+                experiment_id = client.create_experiment(
+                    study_name, artifact_location=None if remote else artifact_root.as_uri())
+            else:
+                experiment_id = experiment.experiment_id
+            if parent_run_id is None:
+                parent = client.create_run(experiment_id, run_name=study_name, tags={"optuna.study": study_name})
+                parent_run_id = parent.info.run_id
+                client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            else:
+                client.update_run(parent_run_id, status="RUNNING")
+        except MlflowException as exc:
+            raise HpsearchError(f"cannot use MLflow tracking at {mask(tracking_uri)}: "
+                                f"{exc.message.splitlines()[0]}; pass --tracking-uri or --no-mlflow") from None
+        return cls(client, experiment_id, parent_run_id)
+
+    def start_trial(self, study_name: str, number: int, params: Mapping[str, Any]) -> str:
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, "optuna.study": study_name, "optuna.trial": str(number)}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        now = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def finish_trial(self, run_id: str, state: str, metrics: Mapping[str, float], tags: Mapping[str, str],
+                     step: int = 0) -> None:
+        """Close a trial's run with the status that tells the truth about how the trial ended."""
+        now = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                              tags=[RunTag("optuna.state", state), *(RunTag(k, str(v)) for k, v in tags.items())])
+        self.client.set_terminated(run_id, status=STATUS[state])
+
+    def log_best_model(self, model: torch.nn.Module, summary: Mapping[str, Any]) -> None:
+        """Replace the parent run's model with this one; pickle format keeps sequence lengths free."""
+        with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
+            # pt2 (torch.export) would fix the sequence length; the warning about pickle is for that choice.
+            mlflow.pytorch.save_model(model, Path(tmp) / MODEL_PATH, serialization_format="pickle",
+                                      pip_requirements=MODEL_REQUIREMENTS)
+            self.client.log_artifacts(self.parent_run_id, str(Path(tmp) / MODEL_PATH), MODEL_PATH)
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(f"best.{k}", str(v)) for k, v in summary.items()])
+
+    def register_best(self, name: str) -> None:
+        """Register the parent run's model under ``name``, once per best trial."""
+        best = self.client.get_run(self.parent_run_id).data.tags.get("best.trial")
+        if best is None:
+            return
+        versions = self.client.search_model_versions(f"name='{name}'")
+        if any(v.run_id == self.parent_run_id and v.tags.get("best.trial") == best for v in versions):
+            return
+        if not versions:
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else another worker registered it first
+                    raise
+        self.client.create_model_version(name, f"runs:/{self.parent_run_id}/{MODEL_PATH}", run_id=self.parent_run_id,
+                                         tags={"best.trial": best})
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+
+def model_uri(parent_run_id: str) -> str:
+    return f"runs:/{parent_run_id}/{MODEL_PATH}"

@@ -1,0 +1,222 @@
+"""MLflow tracking against a real SQLite tracking store, through the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from hpsearch.cli import main
+from hpsearch.mlflow.ui import ui_command
+from hpsearch.search.predict import classify
+from hpsearch.search.progress import Progress
+from hpsearch.search.study import SearchOptions, load, run_search
+
+# Enqueued trials make every outcome deterministic: per-trial seeding fixes each one's training.
+SPEC = """
+task = "surnames"
+n_trials = 3
+max_epochs = 4
+[data]
+split_seed = 1
+[pruner]
+type = "median"
+n_startup_trials = 2
+n_warmup_steps = 1
+[space]
+cell = { choices = ["gru", "rnn"] }
+nonlinearity = { choices = ["relu"], when = { cell = "rnn" } }
+bidirectional = { choices = [true, false] }
+hidden_size = 16
+embedding_dim = 8
+optimizer = { choices = ["adam", "sgd"] }
+lr = { choices = [0.02, 1e-7, 1e30] }
+batch_size = 16
+[[enqueue]]
+cell = "rnn"
+nonlinearity = "relu"
+optimizer = "sgd"
+lr = 1e30
+[[enqueue]]
+cell = "gru"
+bidirectional = true
+optimizer = "adam"
+lr = 0.02
+[[enqueue]]
+cell = "gru"
+bidirectional = false
+optimizer = "adam"
+lr = 0.02
+[[enqueue]]
+cell = "gru"
+bidirectional = true
+optimizer = "sgd"
+lr = 1e-7
+"""
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, ["run", "--quiet", *args])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A study searched in two invocations (the second resumes it), with MLflow on."""
+    root = tmp_path_factory.mktemp("mlflow")
+    from conftest import write_names
+
+    data = write_names(root / "data")
+    spec = root / "tracked.toml"
+    spec.write_text(SPEC, encoding="utf-8")
+    workdir = root / "runs"
+    common = ["--study", str(spec), "--workdir", str(workdir), "--data-dir", str(data)]
+    run(*common, "--n-trials", "2")
+    parent_before = optuna.load_study(study_name="tracked", storage=f"sqlite:///{workdir / 'optuna.db'}").user_attrs[
+        "mlflow_parent_run_id"]
+    run(*common, "--n-trials", "3", "--register-model", "surname-classifier")
+    study = optuna.load_study(study_name="tracked", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    return workdir, study, parent_before
+
+
+@pytest.fixture(scope="module")
+def client(searched):
+    return MlflowClient(f"sqlite:///{searched[0] / 'mlflow.db'}")
+
+
+def runs_of(client: MlflowClient):
+    experiment = client.get_experiment_by_name("tracked")
+    return experiment, client.search_runs([experiment.experiment_id])
+
+
+def test_one_experiment_one_parent_one_child_per_trial(searched, client):
+    workdir, study, parent_before = searched
+    experiment, runs = runs_of(client)
+    assert experiment.artifact_location == (workdir / "mlartifacts").as_uri()
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    # The resumed invocation reopened the same parent and duplicated no run.
+    assert [p.info.run_id for p in parents] == [parent_before] == [study.user_attrs["mlflow_parent_run_id"]]
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in children) == sorted(f"trial-{t.number}" for t in study.trials)
+    by_id = {r.info.run_id: r for r in children}
+    for trial in study.trials:
+        child = by_id[trial.user_attrs["mlflow_run_id"]]
+        assert child.data.tags["mlflow.parentRunId"] == parent_before
+        assert child.data.tags["optuna.trial"] == str(trial.number) and child.data.tags["optuna.study"] == "tracked"
+        assert child.data.params["lr"] == str(trial.params["lr"]) and "data_fingerprint" in child.data.params
+
+
+def test_status_and_tags_tell_how_each_trial_ended(searched, client):
+    _, study, _ = searched
+    states = {t.state for t in study.trials}
+    assert {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL} <= states
+    for trial in study.trials:
+        child = client.get_run(trial.user_attrs["mlflow_run_id"])
+        expected = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+        assert child.info.status == expected[trial.state]
+        assert child.data.tags["optuna.state"] == trial.state.name
+        if trial.state == TrialState.PRUNED:
+            assert child.data.tags["pruned_at_epoch"] == str(trial.user_attrs["epochs"])
+        if trial.state == TrialState.FAIL:
+            assert child.data.tags["fail_reason"].startswith("TrainingDiverged: training loss became")
+        if trial.state == TrialState.COMPLETE:
+            assert child.data.metrics["test_accuracy"] == pytest.approx(trial.user_attrs["test_accuracy"])
+            assert child.data.metrics["best_val_accuracy"] == pytest.approx(trial.value)
+
+
+def test_one_metric_point_per_epoch_trained(searched, client):
+    _, study, _ = searched
+    for trial in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        run_id = trial.user_attrs["mlflow_run_id"]
+        for key in ("train_loss", "val_accuracy", "val_balanced_accuracy", "epoch_seconds", "lr"):
+            history = client.get_metric_history(run_id, key)
+            assert [m.step for m in history] == list(range(1, trial.user_attrs["epochs"] + 1))
+        # Optuna holds the best value so far per epoch, MLflow each epoch's own: their maxima agree.
+        accuracy = [m.value for m in client.get_metric_history(run_id, "val_accuracy")]
+        assert max(accuracy) == pytest.approx(max(trial.intermediate_values.values()))
+
+
+def test_best_model_loads_and_classifies_a_raw_name(searched, client, monkeypatch):
+    workdir, study, _ = searched
+    # Not mlflow.set_tracking_uri: it also sets the environment variable, for every later test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model(f"runs:/{study.user_attrs['mlflow_parent_run_id']}/best-model")
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["best.trial"] == str(study.best_trial.number)
+    [ranked] = classify(model, ["McÁllister"], top_k=3)
+    assert [name for name, _ in ranked] and {name for name, _ in ranked} <= {"Alpha", "Beta", "Gamma"}
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+    versions = client.search_model_versions("name='surname-classifier'")
+    assert versions and versions[0].run_id == study.user_attrs["mlflow_parent_run_id"]
+
+
+def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):
+    run("--study", str(spec_file), "--workdir", str(tmp_path / "w"), "--data-dir", str(data_root), "--n-trials", "1",
+        "--no-mlflow")
+    assert (tmp_path / "w" / "optuna.db").exists() and not (tmp_path / "w" / "mlflow.db").exists()
+
+
+def test_ui_serves_the_tracking_store_on_localhost(searched):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(ui_command(f"sqlite:///{searched[0] / 'mlflow.db'}", "127.0.0.1", port),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tracked"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    assert b'"name": "tracked"' in response.read().replace(b'":"', b'": "')
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow ui did not start"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path, data_root, spec_file):
+    workdir = tmp_path / "runs"
+    common = ["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)]
+    run(*common, "--n-trials", "1")
+    worker = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, "--n-trials", "2", "--epochs", "1000"],
+                              stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    for line in worker.stderr:
+        if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
+            break
+    worker.kill()  # SIGKILL: no handler runs, the trial stays RUNNING and so does its MLflow run
+    worker.wait(timeout=30)
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    killed = optuna.load_study(study_name="tiny", storage=storage).trials[1]
+    assert killed.state == TrialState.RUNNING
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "RUNNING"
+
+    time.sleep(3)  # longer than the grace period the resuming worker is given below
+    options = SearchOptions(storage_url=storage, workdir=workdir, data_dir=str(data_root), n_trials=2, epochs=2,
+                            heartbeat_grace=2)
+    trials = run_search(load(str(spec_file)), options, Progress(quiet=True)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].params == killed.params and trials[2].system_attrs["failed_trial"] == 1
+    dead = client.get_run(killed.user_attrs["mlflow_run_id"])
+    assert dead.info.status == "FAILED" and dead.data.tags["fail_reason"] == "its worker stopped sending heartbeats"
+    run_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
+    assert len(set(run_ids)) == 3
+    assert client.get_run(run_ids[2]).info.status == "FINISHED"
