@@ -12,8 +12,8 @@ import optuna
 import pytest
 import torch
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
 from conftest import TINY_SPEC
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
@@ -102,6 +102,8 @@ def test_studies_lists_builtins_and_stored_counts(env, spec_file):
     (["run", "--study", "tiny.toml", "--storage", "not a url"], "the storage URL is not an SQLAlchemy URL"),
     (["run", "--study", "tiny.toml", "--storage", "postgresql+psycopg://u:hunter2@127.0.0.1:1/db"],
      "cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db"),
+    (["run", "--study", "tiny.toml", "--storage", "mysql+pymysql://u:hunter2@127.0.0.1:1/db"],
+     "no database driver for mysql+pymysql is installed"),
     (["run", "--study", "tiny.toml", "--data-dir", "empty"], "no surname files found: put the <Language>.txt"),
     (["best", "--study", "tiny.toml"], "no study storage at"),
     (["run", "--study", "tiny.toml", "--n-trials", "0"], "Invalid value for '--n-trials'"),

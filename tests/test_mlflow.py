@@ -220,3 +220,22 @@ def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path,
     run_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
     assert len(set(run_ids)) == 3
     assert client.get_run(run_ids[2]).info.status == "FINISHED"
+
+
+def test_unexpected_error_closes_the_trial_run_and_parent_as_failed(tmp_path, data_root, spec_file, monkeypatch):
+    def broken_epoch(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr("hpsearch.search.objective.train_epoch", broken_epoch)
+    workdir = tmp_path / "runs"
+    options = SearchOptions(storage_url=f"sqlite:///{workdir / 'optuna.db'}", workdir=workdir,
+                            data_dir=str(data_root), n_trials=2)
+    with pytest.raises(RuntimeError, match="device lost"):
+        run_search(load(str(spec_file)), options, Progress(quiet=True))
+    study = optuna.load_study(study_name="tiny", storage=options.storage_url)
+    [trial] = study.trials
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    failed = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial.state == TrialState.FAIL and failed.info.status == "FAILED"
+    assert failed.data.tags["fail_reason"] == "RuntimeError: device lost"
+    assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FAILED"

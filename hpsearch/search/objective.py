@@ -49,20 +49,18 @@ class Objective:
         self.data = data
         self.splits = {name: split.to(device) for name, split in data.splits().items()}
         self.maximize = spec.direction == "maximize"
-        self.interrupted: int | None = None  # number of the trial a Ctrl-C stopped, if any
+        self.stopped: int | None = None  # number of the last trial an exception or Ctrl-C stopped
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
             return self._train(trial)
         except optuna.TrialPruned:
             raise
-        except KeyboardInterrupt:
-            self.interrupted = trial.number
-            trial.set_user_attr("fail_reason", "interrupted by Ctrl-C")
-            raise
-        except Exception as exc:
+        except (KeyboardInterrupt, Exception) as exc:
+            self.stopped = trial.number
             # Optuna keeps no reason for a failed trial; store one for `best`, the report and MLflow.
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
             raise
 
     def _train(self, trial: optuna.Trial) -> float:

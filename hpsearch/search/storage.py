@@ -83,8 +83,8 @@ def open_storage(url: str, *, create: bool = True, grace_period: int | None = No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    except ModuleNotFoundError as exc:
-        raise StorageError(f"no database driver for {parsed.drivername} ({exc.name} is missing); "
+    except ImportError:  # Optuna's own, raised when the URL's driver module is not installed
+        raise StorageError(f"no database driver for {parsed.drivername} is installed; "
                            "for PostgreSQL install hpsearch[postgres]") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

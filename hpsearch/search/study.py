@@ -128,11 +128,14 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
         # n_trials bounds this process, so trials that fail do not make it loop forever.
         study.optimize(objective, n_trials=remaining, timeout=options.timeout, catch=(TrainingDiverged,),
                        callbacks=callbacks)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        # Optuna marked the trial FAIL and calls no callback for it: close its run and the parent here.
+        interrupted = isinstance(exc, KeyboardInterrupt)
         if tracking:
-            tracking.interrupted(objective.interrupted)
-        # Optuna marks the trial that was running FAIL before re-raising; none runs between trials.
-        marked = "" if objective.interrupted is None else f"trial {objective.interrupted} was marked failed; "
+            tracking.aborted(study, objective.stopped, interrupted)
+        if not interrupted:
+            raise
+        marked = "" if objective.stopped is None else f"trial {objective.stopped} was marked failed; "
         raise Interrupted(f"interrupted: {marked}finished trials are kept. Resume with the same command.") from None
     if tracking:
         tracking.close()

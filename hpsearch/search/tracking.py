@@ -69,11 +69,12 @@ class TrialTracking:
         if run_id := trial.user_attrs.get(RUN_ATTR):
             self.tracking.finish_trial(run_id, "FAIL", {}, {"fail_reason": "its worker stopped sending heartbeats"})
 
-    def interrupted(self, number: int | None) -> None:
-        """Close the run of a trial that Ctrl-C stopped (Optuna calls no callback for it)."""
-        if number is not None and number in self.runs:
-            self.tracking.finish_trial(self.runs.pop(number), "FAIL", {}, {"fail_reason": "interrupted by Ctrl-C"})
-        self.tracking.close("KILLED")
+    def aborted(self, study: optuna.Study, number: int | None, interrupted: bool) -> None:
+        """The search stopped on Ctrl-C or an error: close the stopped trial's run and the parent run."""
+        if number in self.runs:
+            reason = study.trials[number].user_attrs.get("fail_reason", "stopped")
+            self.tracking.finish_trial(self.runs.pop(number), "FAIL", {}, {"fail_reason": reason})
+        self.tracking.close("KILLED" if interrupted else "FAILED")
 
     def close(self) -> None:
         if self.register_as:
