@@ -51,6 +51,16 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _experiment_id(client: MlflowClient, study_name: str, tracking_uri: str, artifact_root: Path) -> str:
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # A server decides where artifacts go; a local store would otherwise put them under whatever folder
+    # the first process happened to run in.
+    remote = tracking_uri.startswith(("http://", "https://"))
+    return client.create_experiment(study_name, artifact_location=None if remote else artifact_root.as_uri())
+
+
 class StudyTracking:
     """The experiment and parent run of one study, opened once per process before any trial starts."""
 
@@ -66,17 +76,10 @@ class StudyTracking:
         with other processes: callers open tracking once, before workers start.
         """
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        client = MlflowClient(tracking_uri)
         try:
-            experiment = client.get_experiment_by_name(study_name)
-            if experiment is None:
-                # A server decides where artifacts go; a local store would otherwise put them under
-                # whatever folder the first process happened to run in.
-                remote = tracking_uri.startswith(("http://", "https://"))
-                experiment_id = client.create_experiment(
-                    study_name, artifact_location=None if remote else artifact_root.as_uri())
-            else:
-                experiment_id = experiment.experiment_id
+            with _quiet("mlflow.store.db.utils"):  # "Creating initial MLflow database tables..."
+                client = MlflowClient(tracking_uri)
+                experiment_id = _experiment_id(client, study_name, tracking_uri, artifact_root)
             if parent_run_id is None:
                 parent = client.create_run(experiment_id, run_name=study_name, tags={"optuna.study": study_name})
                 parent_run_id = parent.info.run_id
