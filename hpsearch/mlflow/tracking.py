@@ -51,6 +51,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
 def _experiment_id(client: MlflowClient, study_name: str, tracking_uri: str, artifact_root: Path) -> str:
     experiment = client.get_experiment_by_name(study_name)
     if experiment is not None:
@@ -83,7 +87,7 @@ class StudyTracking:
             if parent_run_id is None:
                 parent = client.create_run(experiment_id, run_name=study_name, tags={"optuna.study": study_name})
                 parent_run_id = parent.info.run_id
-                client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
+                _log_params(client, parent_run_id, params)
             else:
                 client.update_run(parent_run_id, status="RUNNING")
         except MlflowException as exc:
@@ -94,7 +98,7 @@ class StudyTracking:
     def start_trial(self, study_name: str, number: int, params: Mapping[str, Any]) -> str:
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, "optuna.study": study_name, "optuna.trial": str(number)}
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        _log_params(self.client, run.info.run_id, params)
         return run.info.run_id
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -132,7 +136,7 @@ class StudyTracking:
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else another worker registered it first
                     raise
-        self.client.create_model_version(name, f"runs:/{self.parent_run_id}/{MODEL_PATH}", run_id=self.parent_run_id,
+        self.client.create_model_version(name, model_uri(self.parent_run_id), run_id=self.parent_run_id,
                                          tags={"best.trial": best})
 
     def close(self, status: str = "FINISHED") -> None:
