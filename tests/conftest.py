@@ -37,6 +37,7 @@ n_warmup_steps = 1
 
 [space]
 cell = {{ choices = ["rnn", "gru", "lstm"] }}
+implementation = {{ choices = ["builtin", "handwritten"] }}
 nonlinearity = {{ choices = ["tanh", "relu"], when = {{ cell = "rnn" }} }}
 bidirectional = {{ choices = [true, false] }}
 hidden_size = {{ low = 8, high = 16, log = true }}

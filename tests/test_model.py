@@ -7,16 +7,17 @@ import torch
 
 from hpsearch.models import CELLS, RecurrentClassifier
 from hpsearch.search.training import OPTIMIZERS, class_weights, make_optimizer
-from hpsearch.studies.spec import Cell, Hyperparams, Optimizer
+from hpsearch.studies.spec import Cell, Hyperparams, Implementation, Optimizer
 
 
+@pytest.mark.parametrize("implementation", get_args(Implementation))
 @pytest.mark.parametrize("cell", get_args(Cell))
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_padding_never_changes_a_prediction(cell, bidirectional, num_layers):
+def test_padding_never_changes_a_prediction(implementation, cell, bidirectional, num_layers):
     torch.manual_seed(0)
     model = RecurrentClassifier(10, 4, cell=cell, embedding_dim=6, hidden_size=5, num_layers=num_layers,
-                                bidirectional=bidirectional, dropout=0.3).eval()
+                                bidirectional=bidirectional, dropout=0.3, implementation=implementation).eval()
     short = torch.tensor([[3, 1, 4]])
     alone = model(short, torch.tensor([3]))
     assert alone.shape == (1, 4)
@@ -40,7 +41,9 @@ def test_backward_direction_sees_the_whole_sequence():
 
 
 def test_every_spec_value_has_an_implementation():
-    assert set(get_args(Cell)) == set(CELLS) and set(get_args(Optimizer)) == set(OPTIMIZERS)
+    assert set(get_args(Implementation)) == set(CELLS)
+    assert all(set(get_args(Cell)) == set(layers) for layers in CELLS.values())
+    assert set(get_args(Optimizer)) == set(OPTIMIZERS)
     model = RecurrentClassifier(5, 2)
     for name in OPTIMIZERS:
         assert make_optimizer(Hyperparams(optimizer=name, momentum=0.5), model.parameters())

@@ -12,8 +12,8 @@ from hpsearch.search.objective import Objective
 from hpsearch.search.training import TrainingDiverged
 from hpsearch.studies import load_spec
 
-PARAMS = {"cell": "lstm", "bidirectional": True, "hidden_size": 12, "optimizer": "adam", "lr": 0.005,
-          "batch_size": 16}
+PARAMS = {"cell": "lstm", "implementation": "handwritten", "bidirectional": True, "hidden_size": 12,
+          "optimizer": "adam", "lr": 0.005, "batch_size": 16}
 
 
 def objective(spec_file, data_root, tmp_path, epochs=2) -> Objective:

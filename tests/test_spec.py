@@ -26,8 +26,8 @@ def test_builtin_surnames_spec_is_valid():
     assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
     assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
     names = {p.name for p in spec.space}
-    assert {"cell", "bidirectional", "num_layers", "hidden_size", "embedding_dim", "dropout", "optimizer", "lr",
-            "weight_decay", "batch_size", "grad_clip", "momentum", "nonlinearity"} <= names
+    assert {"cell", "implementation", "bidirectional", "num_layers", "hidden_size", "embedding_dim", "dropout",
+            "optimizer", "lr", "weight_decay", "batch_size", "grad_clip", "momentum", "nonlinearity"} <= names
 
 
 def test_every_problem_is_one_line_naming_file_and_key(tmp_path):
@@ -90,9 +90,9 @@ def test_unknown_study_name_lists_builtins():
 
 def test_conditional_params_are_sampled_only_when_their_condition_holds(spec_file):
     spec = load_spec(str(spec_file), TASKS)
-    sgd = spec.sample(optuna.trial.FixedTrial({"cell": "rnn", "nonlinearity": "relu", "bidirectional": True,
-                                                "hidden_size": 8, "optimizer": "sgd", "momentum": 0.5,
-                                                "lr": 0.01, "batch_size": 16}))
+    sgd = spec.sample(optuna.trial.FixedTrial({"cell": "rnn", "implementation": "handwritten",
+                                                "nonlinearity": "relu", "bidirectional": True, "hidden_size": 8,
+                                                "optimizer": "sgd", "momentum": 0.5, "lr": 0.01, "batch_size": 16}))
     assert (sgd.momentum, sgd.nonlinearity, sgd.embedding_dim) == (0.5, "relu", 8)
 
     study = optuna.create_study(direction="maximize")

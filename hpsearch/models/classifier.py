@@ -6,19 +6,25 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+from hpsearch.models import cells
+
+# implementation -> cell -> layer class; the hand-written layers take the same arguments and state_dict.
+CELLS: dict[str, dict[str, type[nn.Module]]] = {
+    "builtin": {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM},
+    "handwritten": {"rnn": cells.RNN, "gru": cells.GRU, "lstm": cells.LSTM},
+}
 
 
 class RecurrentClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, *, cell: str = "lstm", embedding_dim: int = 32,
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, nonlinearity: str = "tanh") -> None:
+                 dropout: float = 0.0, nonlinearity: str = "tanh", implementation: str = "builtin") -> None:
         super().__init__()
         self.num_directions = 2 if bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         # torch applies `dropout` between stacked layers only, and warns when there is just one.
-        self.rnn = CELLS[cell](embedding_dim, hidden_size, num_layers, batch_first=True,
+        self.rnn = CELLS[implementation][cell](embedding_dim, hidden_size, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, **extra)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * self.num_directions, num_classes)

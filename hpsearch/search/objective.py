@@ -28,7 +28,7 @@ class TrialHooks(Protocol):
 def build_model(hp: Hyperparams, vocab_size: int, classes: Sequence[str]) -> RecurrentClassifier:
     model = RecurrentClassifier(vocab_size, len(classes), cell=hp.cell, embedding_dim=hp.embedding_dim,
                                 hidden_size=hp.hidden_size, num_layers=hp.num_layers, bidirectional=hp.bidirectional,
-                                dropout=hp.dropout, nonlinearity=hp.nonlinearity)
+                                dropout=hp.dropout, nonlinearity=hp.nonlinearity, implementation=hp.implementation)
     model.classes = tuple(classes)  # travels with the pickled model, so it can name its predictions
     return model
 

@@ -23,6 +23,7 @@ import optuna
 from hpsearch.errors import SpecError
 
 Cell = Literal["rnn", "gru", "lstm"]
+Implementation = Literal["builtin", "handwritten"]  # torch.nn's fused layers or hpsearch.models.cells
 Nonlinearity = Literal["tanh", "relu"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax"]
 Schedule = Literal["constant", "cosine"]
@@ -33,6 +34,7 @@ class Hyperparams:
     """Everything one trial trains with. A spec's space may set any of these; the rest keep these defaults."""
 
     cell: Cell = "lstm"
+    implementation: Implementation = "builtin"
     nonlinearity: Nonlinearity = "tanh"
     bidirectional: bool = False
     num_layers: int = 1
