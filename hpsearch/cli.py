@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import click
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
 from hpsearch.mlflow.ui import serve
-from hpsearch.search import results, study
+from hpsearch.search import results, study, workers
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
 from hpsearch.studies import builtin_names
@@ -76,25 +77,35 @@ def main() -> None:
               help="MLflow tracking store or server [env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
 @click.option("--no-mlflow", is_flag=True, help="do not log to MLflow")
 @click.option("--register-model", metavar="NAME", help="also register the best model in the MLflow Model Registry")
+@click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="worker processes on this host, sharing the study")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="torch threads per worker [default: cores / n-jobs with several workers, else torch's]")
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @_where
-def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no_mlflow, register_model, quiet,
-        workdir, storage):
+def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no_mlflow, register_model, n_jobs,
+        threads, quiet, workdir, storage):
     """Search a study's space; running it again resumes the same study.
 
     \b
     Example:
-      hpsearch run --study surnames --n-trials 40
+      hpsearch run --study surnames --n-trials 40 --n-jobs 2
       hpsearch run --study ./my-study.toml --epochs 2 --n-trials 5
-    Ctrl-C stops cleanly: the running trial is marked failed, finished trials stay.
+    The same command on other hosts (shared --storage and --tracking-uri) adds workers to the same study.
+    Ctrl-C or SIGTERM stops cleanly: running trials are marked failed, finished trials stay.
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
     spec = study.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
     options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
                                   timeout=timeout, epochs=epochs, device=device, tracking_uri=tracking_uri,
-                                  mlflow=not no_mlflow, register_model=register_model)
-    found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
+                                  mlflow=not no_mlflow, register_model=register_model, threads=threads)
+    signal.signal(signal.SIGTERM, workers.raise_terminated)
+    if n_jobs > 1:
+        workers.run_workers(spec, options, n_jobs, quiet)
+        found = study.require_study(spec.name, url)
+    else:
+        found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
     try:
         click.echo(results.format_summary(results.best_summary(found)))
     except HpsearchError as exc:

@@ -15,3 +15,7 @@ class DataError(HpsearchError):
 
 class StorageError(HpsearchError):
     """A storage URL or stored study that cannot be used."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean stop as Ctrl-C: the running trial is marked failed."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import servers
 import torch
 
 # Tiny models gain nothing from a second thread, and it makes tests crawl when the machine is busy.
@@ -89,3 +91,21 @@ def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv("HPSEARCH_WORKDIR", str(workdir))
     monkeypatch.setenv("HPSEARCH_DATA", str(data_root))
     return workdir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    with servers.postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database per test on the session's PostgreSQL cluster."""
+    return servers.create_database(postgres_server, f"t{abs(hash(request.node.nodeid)) % 10**9}")
+
+
+@pytest.fixture
+def mlflow_server_url(tmp_path: Path) -> Iterator[str]:
+    with servers.mlflow_server(tmp_path / "mlflow-server") as url:
+        yield url

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import optuna
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_SPEC
+from conftest import TINY_SPEC, write_names
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -97,25 +98,61 @@ def test_studies_lists_builtins_and_stored_counts(env, spec_file):
     assert int(row[5]) + int(row[6]) == 3 == sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
+@pytest.fixture(scope="module")
+def one_trial_study(tmp_path_factory) -> Path:
+    """A working folder holding a study with one finished trial, made once and copied by each test."""
+    base = tmp_path_factory.mktemp("stored")
+    (base / "tiny.toml").write_text(TINY_SPEC.format(epochs=1))
+    code, _, err = hpsearch("run", "--study", str(base / "tiny.toml"), "--n-trials", "1", "--no-mlflow",
+                            "--workdir", str(base / "runs"), "--data-dir", str(write_names(base / "data")))
+    assert code == 0, err
+    return base / "runs"
+
+
+def bad_files(folder: Path) -> None:
+    """The broken inputs the table below points at, all in ``folder``."""
+    (folder / "empty" / "names").mkdir(parents=True)
+    (folder / "broken.toml").write_text('name = "tiny"\ntask = "surnames\n')
+    (folder / "inverted.toml").write_text(TINY_SPEC.format(epochs=1).replace(
+        "hidden_size = { low = 8, high = 16, log = true }", "hidden_size = { low = 16, high = 8 }"))
+    (folder / "latin1" / "names").mkdir(parents=True)
+    (folder / "latin1" / "names" / "German.txt").write_bytes("Müller\n".encode("latin-1"))
+    (folder / "cjk" / "names").mkdir(parents=True)
+    (folder / "cjk" / "names" / "Polish.txt").write_text("Nowak\n")
+    (folder / "cjk" / "names" / "Chinese.txt").write_text("李\n王\n")
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: surnames"),
+    (["run", "--study", "broken.toml"], "broken.toml: not valid TOML: Illegal character '\\n' (at line 2"),
+    (["run", "--study", "inverted.toml"], "inverted.toml: space.hidden_size: low (16) is greater than high (8)"),
     (["run", "--study", "tiny.toml", "--storage", "not a url"], "the storage URL is not an SQLAlchemy URL"),
     (["run", "--study", "tiny.toml", "--storage", "postgresql+psycopg://u:hunter2@127.0.0.1:1/db"],
      "cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db"),
     (["run", "--study", "tiny.toml", "--storage", "mysql+pymysql://u:hunter2@127.0.0.1:1/db"],
      "no database driver for mysql+pymysql is installed"),
+    (["run", "--study", "tiny.toml", "--tracking-uri", "http://u:hunter2@127.0.0.1:1"],
+     "cannot reach the MLflow tracking server at http://u:***@127.0.0.1:1"),
     (["run", "--study", "tiny.toml", "--data-dir", "empty"], "no surname files found: put the <Language>.txt"),
-    (["best", "--study", "tiny.toml"], "no study storage at"),
+    (["run", "--study", "tiny.toml", "--data-dir", "latin1"], "German.txt: not UTF-8 text"),
+    (["run", "--study", "tiny.toml", "--data-dir", "cjk"], "Chinese.txt: no name in it has a letter of the alphabet"),
+    (["best", "--study", "tiny.toml", "--workdir", "elsewhere"], "no study storage at"),
     (["run", "--study", "tiny.toml", "--n-trials", "0"], "Invalid value for '--n-trials'"),
-])
-def test_user_errors_are_one_line_and_exit_2(env, spec_file, tmp_path, monkeypatch, args, message):
+    (["run", "--study", "tiny.toml", "--n-trials", "-3"], "Invalid value for '--n-trials'"),
+    (["run", "--study", "tiny.toml", "--n-jobs", "0"], "Invalid value for '--n-jobs'"),
+], ids=lambda value: value[-1] if isinstance(value, list) else None)
+def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,
+                                                          args, message):
+    shutil.copytree(one_trial_study, env)
+    before = [(t.number, t.state, t.params, t.values) for t in stored(env).trials]
+    bad_files(tmp_path)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "empty" / "names").mkdir(parents=True)
     code, out, err = hpsearch(*args)
     assert code == 2 and message in err, err
     assert "Traceback" not in err and "hunter2" not in err + out
-    if not message.startswith("Invalid value"):
+    if not message.startswith("Invalid value"):  # click's usage errors come with a usage line
         assert len(err.strip().splitlines()) == 1
+    assert [(t.number, t.state, t.params, t.values) for t in stored(env).trials] == before
 
 
 def test_changed_direction_is_refused_and_loses_nothing(env, spec_file, tmp_path):
@@ -130,7 +167,9 @@ def test_changed_direction_is_refused_and_loses_nothing(env, spec_file, tmp_path
     assert [(t.number, t.state, t.values) for t in stored(env).trials] == before
 
 
-def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_file):
+@pytest.mark.parametrize("signum, said, reason", [(signal.SIGINT, "interrupted", "interrupted by Ctrl-C"),
+                                                  (signal.SIGTERM, "terminated", "interrupted by SIGTERM")])
+def test_a_stop_signal_marks_the_running_trial_failed_and_resume_finishes(env, spec_file, signum, said, reason):
     hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
     command = [sys.executable, "-m", "hpsearch", "run", "--study", str(spec_file), "--n-trials", "2",
                "--epochs", "1000"]
@@ -140,17 +179,17 @@ def test_ctrl_c_marks_the_running_trial_failed_and_resume_finishes(env, spec_fil
     for line in process.stderr:  # wait until the second trial is training
         if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 130
-    assert "interrupted: trial 1 was marked failed; finished trials are kept" in rest
+    assert f"{said}: trial 1 was marked failed; finished trials are kept" in rest
     assert "Traceback" not in rest
     trials = stored(env).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert trials[1].user_attrs["fail_reason"] == "interrupted by Ctrl-C"
+    assert trials[1].user_attrs["fail_reason"] == reason
     client = MlflowClient(f"sqlite:///{env / 'mlflow.db'}")
     interrupted = client.get_run(trials[1].user_attrs["mlflow_run_id"])
-    assert interrupted.info.status == "FAILED" and interrupted.data.tags["fail_reason"] == "interrupted by Ctrl-C"
+    assert interrupted.info.status == "KILLED" and interrupted.data.tags["fail_reason"] == reason
     assert client.get_run(stored(env).user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
 
     code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2")

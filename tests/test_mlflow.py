@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
+from hpsearch.errors import HpsearchError
 from hpsearch.mlflow.ui import ui_command
 from hpsearch.search.predict import classify
 from hpsearch.search.progress import Progress
@@ -194,6 +195,8 @@ def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path,
     workdir = tmp_path / "runs"
     common = ["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)]
     run(*common, "--n-trials", "1")
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    [finished] = optuna.load_study(study_name="tiny", storage=storage).trials
     worker = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, "--n-trials", "2", "--epochs", "1000"],
                               stderr=subprocess.PIPE, text=True,
                               env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
@@ -203,7 +206,6 @@ def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path,
             break
     worker.kill()  # SIGKILL: no handler runs, the trial stays RUNNING and so does its MLflow run
     worker.wait(timeout=30)
-    storage = f"sqlite:///{workdir / 'optuna.db'}"
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     killed = optuna.load_study(study_name="tiny", storage=storage).trials[1]
     assert killed.state == TrialState.RUNNING
@@ -213,7 +215,10 @@ def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path,
     options = SearchOptions(storage_url=storage, workdir=workdir, data_dir=str(data_root), n_trials=2, epochs=2,
                             heartbeat_grace=2)
     trials = run_search(load(str(spec_file)), options, Progress(quiet=True)).trials
+    # The budget (2 finished) is met exactly; the trial finished before the kill is untouched; the killed one
+    # is failed and retried once with the same params.
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0] == finished
     assert trials[2].params == killed.params and trials[2].system_attrs["failed_trial"] == 1
     dead = client.get_run(killed.user_attrs["mlflow_run_id"])
     assert dead.info.status == "FAILED" and dead.data.tags["fail_reason"] == "its worker stopped sending heartbeats"
@@ -222,20 +227,21 @@ def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path,
     assert client.get_run(run_ids[2]).info.status == "FINISHED"
 
 
-def test_unexpected_error_closes_the_trial_run_and_parent_as_failed(tmp_path, data_root, spec_file, monkeypatch):
+def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path, data_root, spec_file,
+                                                                         monkeypatch):
     def broken_epoch(*args, **kwargs):
         raise RuntimeError("device lost")
 
     monkeypatch.setattr("hpsearch.search.objective.train_epoch", broken_epoch)
     workdir = tmp_path / "runs"
     options = SearchOptions(storage_url=f"sqlite:///{workdir / 'optuna.db'}", workdir=workdir,
-                            data_dir=str(data_root), n_trials=2)
-    with pytest.raises(RuntimeError, match="device lost"):
+                            data_dir=str(data_root), n_trials=10)
+    with pytest.raises(HpsearchError, match="stopped after 3 trials in a row failed with 'RuntimeError: device lost'"):
         run_search(load(str(spec_file)), options, Progress(quiet=True))
     study = optuna.load_study(study_name="tiny", storage=options.storage_url)
-    [trial] = study.trials
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    failed = client.get_run(trial.user_attrs["mlflow_run_id"])
-    assert trial.state == TrialState.FAIL and failed.info.status == "FAILED"
-    assert failed.data.tags["fail_reason"] == "RuntimeError: device lost"
+    for trial in study.trials:
+        failed = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert failed.info.status == "FAILED" and failed.data.tags["fail_reason"] == "RuntimeError: device lost"
     assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FAILED"

@@ -9,7 +9,7 @@ from conftest import REAL_DATA
 
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise
-from hpsearch.datasets.download import safe_members
+from hpsearch.datasets.download import folder_digest, safe_members
 from hpsearch.errors import DataError
 
 
@@ -26,6 +26,15 @@ def test_reading_drops_duplicates_and_names_that_fold_to_nothing(tmp_path):
     (folder / "Polish.txt").write_text("Ślusarski\nSlusarski\nNowak\n\n李\n", encoding="utf-8")
     (folder / "Czech.txt").write_text("Nowak\n", encoding="utf-8")
     assert surnames.read_pairs(folder) == [("Nowak", "Czech"), ("Nowak", "Polish"), ("Slusarski", "Polish")]
+
+
+def test_a_file_with_no_name_in_the_alphabet_is_one_clear_error(tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "Polish.txt").write_text("Nowak\n", encoding="utf-8")
+    (folder / "Chinese.txt").write_text("李\n王\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"Chinese.txt: no name in it has a letter of the alphabet"):
+        surnames.read_pairs(folder)
 
 
 def test_non_utf8_file_is_one_clear_error(tmp_path):
@@ -109,10 +118,31 @@ def test_absent_data_is_downloaded_and_extracted_into_the_data_root(tmp_path, mo
         zipped.writestr("data/names/Irish.txt", "Murphy\nKelly\n")
         zipped.writestr("data/names/Italian.txt", "Rossi\n")
         zipped.writestr("data/eng-fra.txt", "not a surname file\n")
+    expected = tmp_path / "expected"
+    expected.mkdir()
+    (expected / "Irish.txt").write_text("Murphy\nKelly\n")
+    (expected / "Italian.txt").write_text("Rossi\n")
     monkeypatch.setattr(surnames, "URL", archive.as_uri())
+    monkeypatch.setattr(surnames, "SHA256", folder_digest(expected))
     folder = surnames.locate(tmp_path / "root")
     assert sorted(p.name for p in folder.iterdir()) == ["Irish.txt", "Italian.txt"]
     assert surnames.read_pairs(folder) == [("Kelly", "Irish"), ("Murphy", "Irish"), ("Rossi", "Italian")]
+
+
+def test_a_download_that_differs_from_the_pinned_checksum_is_refused(tmp_path, monkeypatch):
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("data/names/Irish.txt", "Murphy\nKelly\nMallory\n")  # one line more than expected
+    monkeypatch.setattr(surnames, "URL", archive.as_uri())
+    with pytest.raises(DataError, match="do not match the pinned SHA-256"):
+        surnames.locate(tmp_path / "root")
+    assert not (tmp_path / "root" / "names").exists()
+
+
+def test_the_pinned_checksum_is_that_of_the_real_data():
+    if not (REAL_DATA / "names").is_dir():
+        pytest.skip(f"the real surname data is not at {REAL_DATA}")
+    assert folder_digest(REAL_DATA / "names") == surnames.SHA256
 
 
 def test_failed_download_leaves_nothing_and_says_where_to_put_the_files(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -34,11 +35,22 @@ def safe_members(archive: zipfile.ZipFile, prefix: str) -> list[tuple[zipfile.Zi
     return members
 
 
-def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str) -> None:
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a folder's files (relative names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str, sha256: str) -> None:
     """Download a zip and extract the files under ``prefix`` into ``destination``.
 
-    Extracts into a temporary folder next to ``destination`` and renames it into place, so a failed or
-    interrupted download never leaves a half-filled data folder behind.
+    Extracts into a temporary folder next to ``destination`` and renames it into place only when the
+    extracted files match ``sha256`` (their folder_digest), so a failed, interrupted or tampered download
+    never leaves anything behind.
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -55,6 +67,9 @@ def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str) -> Non
                         shutil.copyfileobj(src, dst)
             if not staging.is_dir():
                 raise DataError(f"{url} holds no files under {prefix}/; {hint}")
+            if (found := folder_digest(staging)) != sha256:
+                raise DataError(f"the files downloaded from {url} do not match the pinned SHA-256 "
+                                f"(got {found[:12]}..., expected {sha256[:12]}...); {hint}")
             staging.rename(destination)
     except (OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"could not download {url} ({exc}); {hint}") from None

@@ -24,6 +24,9 @@ ALPHABET = string.ascii_letters + " .,;'"
 _INDEX = {ch: i + 1 for i, ch in enumerate(ALPHABET)}  # 0 is padding
 URL = "https://download.pytorch.org/tutorial/data.zip"
 FOLDER = "names"
+# folder_digest of the 18 extracted <Language>.txt files of the tutorial archive: the download is used only
+# if it holds exactly these bytes. (The archive's own hash would also cover its unrelated files.)
+SHA256 = "52a211d0a2dca365612f9613d14e45c6674f77576fcd920475c00e87733f680e"
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,24 @@ def locate(root: str | Path | None = None, download: bool = True) -> Path:
     if not any(folder.glob("*.txt")):
         if not download or folder.is_dir():
             raise DataError(f"no surname files found: {hint}")
-        fetch_zip_folder(URL, f"data/{FOLDER}", folder, hint)
+        fetch_zip_folder(URL, f"data/{FOLDER}", folder, hint, SHA256)
     return folder
 
 
 def read_pairs(folder: Path) -> list[tuple[str, str]]:
-    """Distinct (ASCII name, language) pairs, sorted; names that fold to nothing are dropped."""
+    """Distinct (ASCII name, language) pairs, sorted; names that fold to nothing are dropped, and a file
+    with no name left is an error (its language would silently vanish from the classes)."""
     pairs = set()
     for path in sorted(folder.glob("*.txt")):
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-        pairs.update((name, path.stem) for name in map(fold_ascii, lines) if name.strip())
+        names = [name for name in map(fold_ascii, lines) if name.strip()]
+        if not names:
+            raise DataError(f"{path}: no name in it has a letter of the alphabet ({ALPHABET!r}; accents are "
+                            "stripped); remove the file or fill it with one surname per line")
+        pairs.update((name, path.stem) for name in names)
     return sorted(pairs)
 
 

@@ -11,6 +11,8 @@ import logging
 import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,25 @@ from hpsearch.urls import mask
 MODEL_PATH = "best-model"
 # Listing the requirements saves MLflow's dependency inference, which takes seconds per logged model.
 MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
-STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# How a trial ended -> its run's status. INTERRUPTED is not an Optuna state: Optuna records a trial stopped by
+# Ctrl-C or SIGTERM as FAIL, but in MLflow a run someone stopped is KILLED.
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
+HEALTH_TIMEOUT_S = 5
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server must answer now: MLflow's client would retry a dead one for minutes."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:  # it answered (e.g. 401 from a server with authentication)
+        return
+    except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+        raise HpsearchError(f"cannot reach the MLflow tracking server at {mask(uri)} "
+                            f"({getattr(exc, 'reason', exc)}); start it, point --tracking-uri elsewhere, "
+                            "or pass --no-mlflow") from None
 
 
 def tracking_uri(explicit: str | None, workdir: Path) -> str:

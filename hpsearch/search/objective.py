@@ -12,6 +12,7 @@ import optuna
 import torch
 
 from hpsearch.datasets.batching import shuffled_batches
+from hpsearch.errors import Terminated
 from hpsearch.models import RecurrentClassifier
 from hpsearch.search.training import class_weights, evaluate, make_optimizer, train_epoch
 from hpsearch.studies import Hyperparams, StudySpec
@@ -59,7 +60,10 @@ class Objective:
         except (KeyboardInterrupt, Exception) as exc:
             self.stopped = trial.number
             # Optuna keeps no reason for a failed trial; store one for `best`, the report and MLflow.
-            reason = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, KeyboardInterrupt):
+                reason = "interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason)
             raise
 

@@ -6,19 +6,22 @@ import sys
 
 import optuna
 
+from hpsearch.search.budget import COUNTED
+
 
 class Progress:
-    def __init__(self, quiet: bool = False, max_epochs: int = 0) -> None:
-        self.quiet, self.max_epochs = quiet, max_epochs
+    def __init__(self, quiet: bool = False, max_epochs: int = 0, prefix: str = "") -> None:
+        self.quiet, self.max_epochs, self.prefix = quiet, max_epochs, prefix  # prefix tells workers apart
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=sys.stderr, flush=True)
+            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
 
     def start(self, study: optuna.Study, total: int, remaining: int, where: str) -> None:
-        done = total - remaining
+        done = len(study.get_trials(deepcopy=False, states=COUNTED))
         if remaining <= 0:
-            self._say(f"study '{study.study_name}' already has {done} finished trials (budget {total}); "
+            running = "" if done >= total else f" and {total - done} running in other workers"
+            self._say(f"study '{study.study_name}' already has {done} finished trials{running} (budget {total}); "
                       "nothing to run. Raise --n-trials to search more.")
         else:
             waiting = optuna.trial.TrialState.WAITING  # enqueued, not yet started

@@ -6,28 +6,28 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
+import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
 
 from hpsearch.datasets import TASKS
-from hpsearch.errors import HpsearchError, SpecError, StorageError
-from hpsearch.mlflow import tracking_uri
+from hpsearch.errors import HpsearchError, SpecError, StorageError, Terminated
+from hpsearch.mlflow import check_reachable, tracking_uri
+from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import HEARTBEAT_GRACE_S, open_storage
 from hpsearch.search.tracking import TrialTracking
-from hpsearch.search.training import TrainingDiverged, resolve_device
+from hpsearch.search.training import resolve_device
 from hpsearch.studies import StudySpec, load_spec
 from hpsearch.studies.spec import PRUNERS, SAMPLERS
 from hpsearch.urls import mask
 
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-
 
 class Interrupted(Exception):
-    """Ctrl-C during a search; the message says what was kept and how to resume."""
+    """Ctrl-C or SIGTERM during a search; the message says what was kept and how to resume."""
 
 
 def load(ref: str) -> StudySpec:
@@ -74,6 +74,7 @@ class SearchOptions:
     mlflow: bool = True
     register_model: str | None = None
     heartbeat_grace: int = HEARTBEAT_GRACE_S
+    threads: int | None = None  # torch threads in this process; None: torch's default
 
 
 class StaleTrials:
@@ -92,41 +93,80 @@ class StaleTrials:
         self.retry(study, trial)
 
 
-def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, or ``timeout``."""
+@dataclass
+class _Session:
+    """What one process searches with: the data, the opened study and its MLflow tracking."""
+
+    data: Any
+    study: optuna.Study
+    budget: Budget
+    tracking: TrialTracking | None
+
+
+def _open_session(spec: StudySpec, options: SearchOptions) -> _Session:
     # Progress lines replace Optuna's own logs, which print a traceback for every failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    total = options.n_trials or spec.n_trials
-    max_epochs = options.epochs or spec.max_epochs
-    device = resolve_device(options.device)
-    # Data first: a missing data folder must fail before the study is created or touched.
+    # Data first, then the tracking server: a missing folder or an unreachable server must fail before
+    # the study is created or touched.
     data = TASKS[spec.task](options.data_dir, **dataclasses.asdict(spec.data))
+    uri = tracking_uri(options.tracking_uri, options.workdir) if options.mlflow else None
+    if uri:
+        check_reachable(uri)
     stale = StaleTrials()
     study = open_study(spec, open_storage(options.storage_url, grace_period=options.heartbeat_grace,
                                           on_stale=stale))
-    remaining = total - len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
-    progress.start(study, total, remaining, mask(options.storage_url))
+    budget = Budget(options.n_trials or spec.n_trials)
+    tracking = None
+    if uri and budget.finished(study) < budget.total:
+        settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
+                    "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url)}
+        tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / "mlartifacts", settings=settings,
+                                 register_as=options.register_model)
+        stale.tracking = tracking
+    # A worker killed earlier left its trial RUNNING: fail it (closing its run, queueing its retry) now, or
+    # it would hold a place in the budget until some worker's next trial starts.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return _Session(data, study, budget, tracking)
+
+
+def prepare_search(spec: StudySpec, options: SearchOptions) -> int:
+    """Create or open the study and its MLflow parent run before workers start; returns the trials to run.
+
+    Workers started together would otherwise race to create the same storage tables, experiment and
+    parent run.
+    """
+    session = _open_session(spec, options)
+    return session.budget.remaining(session.study)
+
+
+def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, or ``timeout``."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    session = _open_session(spec, options)
+    study, budget, tracking = session.study, session.budget, session.tracking
+    remaining = budget.remaining(study)
+    progress.start(study, budget.total, remaining, mask(options.storage_url))
     if remaining <= 0:
         return study
 
-    hooks: list = [progress]
-    callbacks: list = [optuna.study.MaxTrialsCallback(total, states=BUDGET_STATES), progress.trial]
-    tracking = None
-    if options.mlflow:
-        settings = {"max_epochs": max_epochs, **dataclasses.asdict(spec.data), "data_fingerprint": data.fingerprint,
-                    "storage": mask(options.storage_url)}
-        tracking = TrialTracking(study, spec, tracking_uri(options.tracking_uri, options.workdir),
-                                 artifact_root=options.workdir / "mlartifacts", settings=settings,
-                                 register_as=options.register_model)
-        hooks.append(tracking)
-        callbacks.insert(0, tracking)
-        stale.tracking = tracking
-    objective = Objective(spec, data, max_epochs=max_epochs, device=device,
+    failures = FailureStreak()
+    hooks: list = [progress] + ([tracking] if tracking else [])
+    callbacks: list = ([tracking] if tracking else []) + [budget, failures, progress.trial]
+    objective = Objective(spec, session.data, max_epochs=options.epochs or spec.max_epochs, device=device,
                           checkpoint_dir=options.workdir / "checkpoints" / spec.name, hooks=hooks)
+
+    def admitted(trial: optuna.Trial) -> float:
+        budget.admit(trial)
+        return objective(trial)
+
     try:
-        # MaxTrialsCallback makes the budget a study total, shared with any other worker on this study;
-        # n_trials bounds this process, so trials that fail do not make it loop forever.
-        study.optimize(objective, n_trials=remaining, timeout=options.timeout, catch=(TrainingDiverged,),
+        # The budget callback makes the total a study total, shared with every other worker; n_trials bounds
+        # this process, so trials that keep failing do not make it loop forever.
+        study.optimize(admitted, n_trials=remaining, timeout=options.timeout, catch=(Exception,),
                        callbacks=callbacks)
     except (KeyboardInterrupt, Exception) as exc:
         # Optuna marked the trial FAIL and calls no callback for it: close its run and the parent here.
@@ -136,7 +176,13 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
         if not interrupted:
             raise
         marked = "" if objective.stopped is None else f"trial {objective.stopped} was marked failed; "
-        raise Interrupted(f"interrupted: {marked}finished trials are kept. Resume with the same command.") from None
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        raise Interrupted(f"{how}: {marked}finished trials are kept. Resume with the same command.") from None
+    if failures.stopped:
+        if tracking:
+            tracking.close("FAILED")
+        raise HpsearchError(f"stopped after {len(failures.reasons)} trials in a row failed with "
+                            f"{failures.reasons[-1]!r}; fix the cause and resume with the same command")
     if tracking:
         tracking.close()
     return study

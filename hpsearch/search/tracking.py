@@ -73,10 +73,13 @@ class TrialTracking:
         """The search stopped on Ctrl-C or an error: close the stopped trial's run and the parent run."""
         if number in self.runs:
             reason = study.trials[number].user_attrs.get("fail_reason", "stopped")
-            self.tracking.finish_trial(self.runs.pop(number), "FAIL", {}, {"fail_reason": reason})
+            state = "INTERRUPTED" if interrupted else "FAIL"
+            self.tracking.finish_trial(self.runs.pop(number), state, {}, {"fail_reason": reason})
         self.tracking.close("KILLED" if interrupted else "FAILED")
 
-    def close(self) -> None:
-        if self.register_as:
+    def close(self, status: str = "FINISHED") -> None:
+        """End this process's part of the study: register the best model (after a clean end) and close the
+        parent run with ``status``."""
+        if self.register_as and status == "FINISHED":
             self.tracking.register_best(self.register_as)
-        self.tracking.close("FINISHED")
+        self.tracking.close(status)

@@ -1,0 +1,69 @@
+"""When a worker starts another trial and when it stops, with any number of workers on one study.
+
+The budget is a study total of finished (complete + pruned) trials, shared by every worker on every host.
+A worker stops once the finished and running trials fill it, so workers that end together do not start
+trials nobody needs. Two workers can still start trials in the same instant; each trial then checks its
+place among the running ones (by start time, then number: the same order for every worker, since all read
+the same stored values) and the later one steps back without training, so the study ends with exactly the
+budget.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Unexpected errors (not NaN losses, which belong to a configuration) this many trials in a row mean the
+# error will fail every trial: the worker stops instead of burning through the budget.
+FAILURE_STREAK = 3
+
+
+class OverBudget(Exception):
+    """Other workers filled the budget while this trial was being created; it is closed without training."""
+
+
+class Budget:
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def finished(self, study: optuna.Study) -> int:
+        return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+    def remaining(self, study: optuna.Study) -> int:
+        """Trials still to start: the budget less the finished trials and those running now."""
+        return self.total - len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING)))
+
+    def admit(self, trial: optuna.Trial) -> None:
+        """Called as a trial starts: raises OverBudget when finished and earlier-started trials fill the budget."""
+        me = (trial.datetime_start, trial.number)
+        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))
+                 if t.state in COUNTED or (t.number != trial.number and (t.datetime_start, t.number) < me)]
+        if len(ahead) >= self.total:
+            trial.set_user_attr("fail_reason", f"not run: other workers filled the budget of {self.total} trials")
+            raise OverBudget()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback after every trial: stop this worker once the budget is filled or spoken for."""
+        if self.remaining(study) <= 0:
+            study.stop()
+
+
+class FailureStreak:
+    """Optuna callback that stops the worker after FAILURE_STREAK unexpected errors in a row."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = trial.user_attrs.get("fail_reason", "")
+        if trial.state != TrialState.FAIL or reason.startswith(("TrainingDiverged", "not run")):
+            self.reasons.clear()
+            return
+        self.reasons.append(reason)
+        if self.stopped:
+            study.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return len(self.reasons) >= FAILURE_STREAK

@@ -1,0 +1,77 @@
+"""Several worker processes on one study, on this host.
+
+Processes, not threads: a trial is Python-bound at small batch sizes, and two single-threaded trials side by
+side beat one two-threaded trial. Each worker is an ordinary `run_search` on the shared storage; the study
+and its MLflow parent run are made first, so workers only ever open them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+from typing import NoReturn
+
+from hpsearch.errors import HpsearchError, Terminated
+from hpsearch.search.progress import Progress
+from hpsearch.search.study import Interrupted, SearchOptions, prepare_search, run_search
+from hpsearch.studies import StudySpec
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
+def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, errors) -> None:
+    signal.signal(signal.SIGTERM, raise_terminated)
+    progress = Progress(quiet, options.epochs or spec.max_epochs, prefix=f"[worker {index}] ")
+    try:
+        run_search(spec, options, progress)
+    except HpsearchError as exc:
+        errors.put(str(exc))
+        sys.exit(2)
+    except Interrupted as exc:
+        errors.put(str(exc))
+        sys.exit(130)
+
+
+def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: bool) -> None:
+    """Run ``n_jobs`` workers to the study's budget; raises what they hit, once, after all have stopped."""
+    remaining = prepare_search(spec, options)
+    n_jobs = min(n_jobs, max(remaining, 1))
+    options = dataclasses.replace(options, threads=options.threads or max(1, cores() // n_jobs))
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or sqlite state inherited
+    errors = context.Queue()
+    workers = [context.Process(target=_worker, args=(spec, options, quiet, index, errors), name=f"worker {index}")
+               for index in range(n_jobs)]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt as exc:
+        # Ctrl-C in a terminal reaches the workers too; SIGTERM reaches only this process: pass it on.
+        if isinstance(exc, Terminated):
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+        for worker in workers:
+            worker.join()
+    messages = list(dict.fromkeys(errors.get() for _ in range(sum(w.exitcode in (2, 130) for w in workers))))
+    codes = {worker.name: worker.exitcode for worker in workers}
+    if any(code == 130 for code in codes.values()):
+        raise Interrupted(messages[0] if len(messages) == 1 else "; ".join(messages))
+    if any(code == 2 for code in codes.values()):
+        raise HpsearchError("; ".join(messages))
+    crashed = {name: code for name, code in codes.items() if code != 0}
+    if crashed:
+        details = ", ".join(f"{name} {'was killed by signal ' + str(-code) if code < 0 else f'exited {code}'}"
+                            for name, code in crashed.items())
+        raise HpsearchError(f"{details}; finished trials are kept and a killed worker's trial is retried: "
+                            "resume with the same command")

@@ -1,0 +1,102 @@
+"""Real servers for tests: a throwaway PostgreSQL cluster and an `mlflow server`, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+PG_USER, PG_PASSWORD = "hpsearch", "pg-s3cret-word"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql` package (.ci/run does)")
+    return Path(found[-1]).parent
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A new cluster with password authentication; yields the SQLAlchemy URL of its `postgres` database."""
+    bindir = _postgres_bin()
+    # Not under pytest's tmp folder: PostgreSQL refuses to run as root, and its user must reach the folder.
+    base = Path(tempfile.mkdtemp(prefix="hpsearch-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    (base / "password").write_text(PG_PASSWORD)
+    if as_postgres:
+        shutil.chown(base / "password", "postgres")
+    port = free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True, cwd=base)
+
+    try:
+        pg(str(bindir / "initdb"), "-D", str(base / "data"), "-U", PG_USER, f"--pwfile={base / 'password'}",
+           "--auth=scram-sha-256", "-E", "UTF8")
+        pg(str(bindir / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o",
+           f"-h 127.0.0.1 -p {port} -k {base}", "start")
+        try:
+            yield f"postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
+        finally:
+            pg(str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str) -> str:
+    import psycopg
+
+    dsn = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """A real `mlflow server` with its own SQLite store and artifact folder; yields its URL."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+               "--artifacts-destination", str(folder / "artifacts")]
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below, after the server stops
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                              env=os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -1,0 +1,117 @@
+"""Several workers on one study: on one host (--n-jobs, SQLite) and as separate hosts would run them
+(PostgreSQL and a real `mlflow server`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from servers import PG_PASSWORD
+
+from hpsearch.search.budget import Budget, OverBudget
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_a_trial_started_after_the_budget_was_spoken_for_is_not_run():
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    budget = Budget(total=2)
+    first, second = study.ask(), study.ask()  # two workers starting at once, one place left
+    budget.admit(first)
+    with pytest.raises(OverBudget):
+        budget.admit(second)
+    assert "filled the budget of 2 trials" in study.trials[second.number].user_attrs["fail_reason"]
+    study.tell(second, state=TrialState.FAIL)  # as study.optimize does with the exception
+    study.tell(first, state=TrialState.FAIL)  # its place is free again, for the next trial to start
+    budget.admit(study.ask())
+
+
+def worker(common: list[str], *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+
+
+def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file):
+    workdir = tmp_path / "runs"
+    process = worker(["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)],
+                     "--n-trials", "4", "--n-jobs", "2", "--epochs", "1000")
+    training, deadline = set(), time.monotonic() + 300
+    for line in process.stderr:  # wait until both workers are deep in a trial
+        if " epoch 3/1000" in line:
+            training.add(line.split("]")[0])
+        if len(training) == 2 or time.monotonic() > deadline:
+            break
+    process.terminate()
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "terminated: trial " in rest and "Traceback" not in rest
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    stopped = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2 and all(t.state != TrialState.RUNNING for t in study.trials)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for trial in stopped:
+        assert trial.user_attrs["fail_reason"] == "interrupted by SIGTERM"
+        assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+
+
+def check_one_child_run_per_trial(study: optuna.Study, client: MlflowClient) -> None:
+    """Every trial that trained has its own run, under the study's one parent run; no trial ran twice."""
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    experiment = client.get_experiment_by_name(study.study_name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert [r.info.run_id for r in runs if r not in children] == [parent]
+    trained = [t for t in study.trials if "mlflow_run_id" in t.user_attrs]
+    assert Counter(r.data.tags["optuna.trial"] for r in children) == Counter(str(t.number) for t in trained)
+    assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in trained}
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
+
+
+def test_n_jobs_runs_worker_processes_on_one_study_to_the_exact_budget(tmp_path, data_root, spec_file):
+    workdir = tmp_path / "runs"
+    process = worker(["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)],
+                     "--n-trials", "6", "--n-jobs", "2")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert len(study.get_trials(states=COUNTED)) == 6
+    assert all(t.state != TrialState.RUNNING for t in study.trials)
+    for index in (0, 1):  # both workers trained trials
+        assert f"[worker {index}] trial " in err and f"[worker {index}]   trial " in err
+    assert "best trial" in out
+    check_one_child_run_per_trial(study, MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"))
+
+
+def test_two_hosts_share_one_study_on_postgresql_and_one_mlflow_server(tmp_path, data_root, spec_file,
+                                                                     postgres_url, mlflow_server_url):
+    def host(name: str, n_trials: int) -> list[str]:  # each "host" has its own working folder for checkpoints
+        return ["--study", str(spec_file), "--storage", postgres_url, "--tracking-uri", mlflow_server_url,
+                "--data-dir", str(data_root), "--workdir", str(tmp_path / name), "--n-trials", str(n_trials),
+                "--epochs", "4"]
+
+    # The first run creates the study and its MLflow parent run; then both hosts start together.
+    first_out, first_err = worker(host("host-a", 1)).communicate(timeout=300)
+    hosts = [worker(host("host-a", 7)), worker(host("host-b", 7))]
+    outputs = [process.communicate(timeout=600) for process in hosts]
+    assert [process.returncode for process in hosts] == [0, 0], outputs
+
+    study = optuna.load_study(study_name="tiny", storage=postgres_url)
+    assert len(study.get_trials(states=COUNTED)) == 7
+    assert all(t.state != TrialState.RUNNING for t in study.trials)
+    for _, err in outputs:  # both hosts trained trials
+        assert " epoch 1/4" in err, err
+    client = MlflowClient(mlflow_server_url)
+    check_one_child_run_per_trial(study, client)
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.params["storage"].startswith("postgresql+psycopg://hpsearch:***@127.0.0.1:")
+    for text in (first_out, first_err, *(text for pair in outputs for text in pair), str(parent.data.params)):
+        assert PG_PASSWORD not in text
