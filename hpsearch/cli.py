@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
 from hpsearch.mlflow.ui import serve
+from hpsearch.report import build, publish, write
 from hpsearch.search import results, study, workers
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
@@ -57,6 +59,7 @@ def main() -> None:
     \b
     hpsearch run --study surnames          search; resumes if the study exists
     hpsearch best --study surnames         the best trial found so far
+    hpsearch report --study surnames       importance, Pareto and comparison plots
     hpsearch studies                       built-in specs and stored studies
     """
 
@@ -125,6 +128,38 @@ def best(study_ref, as_json, workdir, storage):
     """
     summary = results.best_summary(study.require_study(study.study_name(study_ref), _locate(workdir, storage)[1]))
     click.echo(json.dumps(summary, indent=2) if as_json else results.format_summary(summary))
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
+@click.option("--out", type=click.Path(file_okay=False), help="report folder [default: WORKDIR/reports/STUDY]")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="data root, for the per-class results "
+              "[env HPSEARCH_DATA]")
+@click.option("--tracking-uri", metavar="URI", help="[env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
+@click.option("--no-mlflow", is_flag=True, help="do not log the report on the study's MLflow parent run")
+@_where
+def report(study_ref, out, data_dir, tracking_uri, no_mlflow, workdir, storage):
+    """Importance, Pareto, comparison and per-class results of a study, as HTML, Markdown and PNG.
+
+    \b
+    Example:
+      hpsearch report --study surnames
+    Reads the stored trials without locking them, so it works while workers are still running. The summary
+    also becomes the study's note in optuna-dashboard, and the folder is logged on its MLflow parent run.
+    """
+    spec = study.load(study_ref)
+    workdir_path, url = _locate(workdir, storage)
+    found = study.require_study(spec.name, url)
+    folder = Path(out) if out else workdir_path / "reports" / spec.name
+    sections = build.build(found, spec, data_dir)
+    files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
+    added = publish.to_dashboard(found, sections, folder)
+    click.echo(f"report: {folder / 'index.html'} ({len(files)} files; also report.md)")
+    click.echo(f"optuna-dashboard: summary note and {added} figures on study '{spec.name}'")
+    if not no_mlflow:
+        run_id = publish.to_mlflow(found, mlflow_tracking_uri(tracking_uri, workdir_path), folder)
+        click.echo(f"MLflow: logged under report/ on parent run {run_id}" if run_id
+                   else "MLflow: the study has no parent run (it ran with --no-mlflow); nothing logged")
 
 
 @main.command()

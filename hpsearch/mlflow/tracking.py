@@ -163,5 +163,15 @@ class StudyTracking:
         self.client.set_terminated(self.parent_run_id, status=status)
 
 
+def log_folder(tracking_uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Log a folder's files as artifacts of an existing run, whatever its status."""
+    check_reachable(tracking_uri)
+    try:
+        MlflowClient(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+    except MlflowException as exc:
+        raise HpsearchError(f"cannot log to MLflow at {mask(tracking_uri)}: {exc.message.splitlines()[0]}; "
+                            "pass --tracking-uri or --no-mlflow") from None
+
+
 def model_uri(parent_run_id: str) -> str:
     return f"runs:/{parent_run_id}/{MODEL_PATH}"

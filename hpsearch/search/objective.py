@@ -72,6 +72,7 @@ class Objective:
         seed = hp.seed()
         trial.set_user_attr("hyperparams", dataclasses.asdict(hp))
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("max_epochs", self.max_epochs)  # what pruning saved is measured against it
         for hook in self.hooks:
             hook.trial_started(trial, hp)
         torch.manual_seed(seed)

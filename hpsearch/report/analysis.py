@@ -1,0 +1,216 @@
+"""The numbers of a report, computed from a study's stored trials with pandas and optuna.importance."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
+from optuna.trial import FrozenTrial, TrialState
+
+FEW = 3  # a level with fewer completed trials than this gets an explicit caution
+MIN_FOR_IMPORTANCE = 5  # completed trials before importances mean anything
+
+# (key, title, columns crossed into one level, the question)
+QUESTIONS = [
+    ("cell", "Cell type", ["cell", "bidirectional", "implementation"],
+     "Which cell type is best: RNN, GRU or LSTM, uni- or bidirectional, hand-written or built-in?"),
+    ("optimizer", "Optimizer", ["optimizer"], "Which optimizer is best?"),
+    ("batch_size", "Batch size", ["batch_size"], "Which batch size is best, for accuracy and for time?"),
+    ("num_layers", "Layers", ["num_layers"], "How many layers?"),
+    ("hidden_size", "Hidden size", ["hidden_size"], "How wide?"),
+    ("lr", "Learning rate", ["lr"], "Which learning rate?"),
+]
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: optuna's trials_dataframe with the full configuration (sampled and fixed values,
+    from the ``hyperparams`` user attr) as plain columns and the user attrs without their prefix."""
+    frame = study.trials_dataframe(multi_index=False)
+    frame.columns = [c.removeprefix("user_attrs_") for c in frame.columns]
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith(("params_", "system_attrs_"))])
+    if "hyperparams" in frame:
+        configs = pd.DataFrame([h if isinstance(h, dict) else {} for h in frame.pop("hyperparams")],
+                               index=frame.index)
+        frame = frame.join(configs)
+    return frame
+
+
+def finished(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["state"].isin(["COMPLETE", "PRUNED"])]
+
+
+def completed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["state"] == "COMPLETE"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    states: pd.Series
+    epochs_trained: int
+    epochs_without_pruning: int
+    wall: pd.Timedelta
+    compute: pd.Timedelta
+
+
+def summarize(frame: pd.DataFrame, default_max_epochs: int) -> Summary:
+    done = finished(frame)
+    # Every finished trial would have trained its max epochs without pruning.
+    max_epochs = done["max_epochs"] if "max_epochs" in done else pd.Series(default_max_epochs, index=done.index)
+    max_epochs = max_epochs.fillna(default_max_epochs)
+    epochs = done["epochs"].fillna(0) if "epochs" in done else pd.Series(0, index=done.index)
+    started = frame["datetime_start"].dropna()
+    ended = frame["datetime_complete"].dropna()
+    wall = (ended.max() - started.min()) if len(started) and len(ended) else pd.Timedelta(0)
+    return Summary(states=frame["state"].value_counts(), epochs_trained=int(epochs.sum()),
+                   epochs_without_pruning=int(max_epochs.sum()), wall=wall,
+                   compute=frame["duration"].dropna().sum() if "duration" in frame else pd.Timedelta(0))
+
+
+def pareto_mask(gain: pd.Series, cost: pd.Series) -> pd.Series:
+    """True for the rows no other row beats on both: higher or equal gain at lower or equal cost, one strict."""
+    g, c = gain.to_numpy(dtype=float), cost.to_numpy(dtype=float)
+    dominated = ((g[None, :] >= g[:, None]) & (c[None, :] <= c[:, None])
+                 & ((g[None, :] > g[:, None]) | (c[None, :] < c[:, None]))).any(axis=1)
+    return pd.Series(~dominated, index=gain.index)
+
+
+def _edges(values: pd.Series, base: float, steps_per_power: int) -> np.ndarray:
+    low, high = math.log(values.min(), base), math.log(values.max(), base)
+    first, last = math.floor(low * steps_per_power), math.ceil(high * steps_per_power)
+    return base ** (np.arange(first, max(last, first + 1) + 1) / steps_per_power)
+
+
+def levels(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
+    """The level of each trial for a question: categorical values as they are, crossed when there are several
+    columns (constant ones left out); wide numeric ranges in log bins (powers of 2, or half decades)."""
+    present = [c for c in columns if c in frame and frame[c].nunique(dropna=True) > 1]
+    if not present:
+        return None
+    if len(present) == 1 and pd.api.types.is_numeric_dtype(frame[present[0]]) \
+            and not pd.api.types.is_bool_dtype(frame[present[0]]) and frame[present[0]].nunique() > 8:
+        values = frame[present[0]].astype(float)
+        integer = bool((values.dropna() % 1 == 0).all())
+        edges = _edges(values.dropna(), 2, 1) if integer else _edges(values.dropna(), 10, 2)
+        labels = [f"{a:.0f}-{b - 1:.0f}" if integer else f"{a:.2g}-{b:.2g}"
+                  for a, b in zip(edges, edges[1:], strict=False)]
+        return pd.cut(values, edges, labels=labels, right=False)
+    text = {c: frame[c].map(lambda v, c=c: _label(c, v)) for c in present}
+    return pd.Series([" ".join(parts) for parts in zip(*text.values(), strict=True)], index=frame.index)
+
+
+def _label(column: str, value: object) -> str:
+    if column == "bidirectional":
+        return "bi" if value is True else "uni"
+    return str(value)
+
+
+def compare(frame: pd.DataFrame, columns: list[str], metric: str, maximize: bool) -> pd.DataFrame | None:
+    """Per level: completed and pruned trials, best and median metric (completed trials), median epoch seconds
+    and samples per second (completed and pruned: their cost is known either way)."""
+    done = finished(frame)
+    level = levels(done, columns)
+    if level is None:
+        return None
+    grouped = done.assign(level=level).groupby("level", observed=True)
+    complete = done.assign(level=level)[done["state"] == "COMPLETE"].groupby("level", observed=True)
+    table = pd.DataFrame({
+        "completed": complete.size(),
+        "pruned": grouped["state"].apply(lambda s: int((s == "PRUNED").sum())),
+        f"best {metric}": complete["value"].max() if maximize else complete["value"].min(),
+        f"median {metric}": complete["value"].median(),
+        "median epoch s": grouped["epoch_seconds"].median(),
+        "median samples/s": grouped["samples_per_second"].median(),
+    })
+    table["completed"] = table["completed"].fillna(0).astype(int)
+    return table.sort_values(f"median {metric}", ascending=not maximize, na_position="last")
+
+
+def answer(table: pd.DataFrame | None, values: pd.DataFrame, columns: list[str], metric: str,
+           maximize: bool) -> str:
+    """One sentence (or a few) answering a comparison question from its table, with how strong it is."""
+    if table is None:
+        return "Not searched: the study has one value here."
+    ranked = table[table["completed"] > 0]
+    if ranked.empty:
+        return "No completed trials yet, so no accuracy comparison."
+    median, best = f"median {metric}", f"best {metric}"
+    top = ranked.index[0]
+    text = (f"Best median {metric}: {top} ({ranked[median].iloc[0]:.3f} over "
+            f"{_trials(ranked['completed'].iloc[0], 'completed ')}, best {ranked[best].iloc[0]:.3f})")
+    if len(ranked) > 1:
+        gap = abs(ranked[median].iloc[0] - ranked[median].iloc[1])
+        spread = _within_level_spread(values, columns)
+        text += f", then {ranked.index[1]} ({ranked[median].iloc[1]:.3f}, {_trials(ranked['completed'].iloc[1])}). "
+        if spread is None or math.isnan(spread):
+            text += "Too few completed trials per level to measure the spread: weak evidence."
+        elif gap <= spread:
+            text += (f"The gap ({gap:.3f}) is within the spread of trials inside a level (SD {spread:.3f}): "
+                     "not conclusive.")
+        else:
+            text += f"The gap ({gap:.3f}) is larger than the spread inside a level (SD {spread:.3f})."
+    else:
+        text += "; no other level has a completed trial."
+    timed = table["median epoch s"].dropna()
+    if len(timed) > 1:
+        text += (f" Fastest per epoch: {timed.idxmin()} ({timed.min():.2f}s median); "
+                 f"slowest: {timed.idxmax()} ({timed.max():.2f}s).")
+    few = [str(level) for level, n in table["completed"].items() if n < FEW]
+    if few:
+        text += f" Caution: fewer than {FEW} completed trials for {', '.join(few)}."
+    return text
+
+
+def _trials(n: int, kind: str = "") -> str:
+    return f"{n} {kind}trial{'' if n == 1 else 's'}"
+
+
+def _within_level_spread(values: pd.DataFrame, columns: list[str]) -> float | None:
+    """Pooled standard deviation of the metric inside levels that have at least two completed trials."""
+    done = completed(values)
+    level = levels(done, columns)
+    if level is None:
+        return None
+    variances = done["value"].groupby(level, observed=True).agg(["var", "size"]).dropna()
+    variances = variances[variances["size"] >= 2]
+    if variances.empty:
+        return None
+    return float(np.sqrt((variances["var"] * (variances["size"] - 1)).sum() / (variances["size"] - 1).sum()))
+
+
+@dataclass(frozen=True)
+class Importance:
+    title: str
+    values: pd.Series | None  # param -> importance, largest first
+    note: str = ""
+
+
+def importances(study: optuna.Study, target: Callable[[FrozenTrial], float] | None, target_name: str,
+                ) -> list[Importance]:
+    """Parameter importances with Optuna's default (PED-ANOVA) and with fANOVA, or why there are none."""
+    results = []
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    for title, evaluator in ((f"PED-ANOVA (Optuna's default), {target_name}", PedAnovaImportanceEvaluator()),
+                             (f"fANOVA, {target_name}", FanovaImportanceEvaluator(seed=0))):
+        if n_complete < MIN_FOR_IMPORTANCE:
+            # Optuna answers even for one trial, with equal shares that look like a finding.
+            results.append(Importance(title, None, f"not computed from {_trials(n_complete, 'completed ')}: "
+                                                   f"it needs at least {MIN_FOR_IMPORTANCE}"))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental-API and few-trials warnings
+                values = get_param_importances(study, evaluator=evaluator, target=target)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            results.append(Importance(title, None, f"not computed from {_trials(n_complete, 'completed ')}: {exc}"))
+            continue
+        if not values:
+            results.append(Importance(title, None, f"not computed: {n_complete} completed trials vary no parameter"))
+            continue
+        results.append(Importance(title, pd.Series(values).sort_values(ascending=False)))
+    return results

@@ -1,0 +1,49 @@
+"""Per-class results of the best trial's model on the test split: what it still confuses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from hpsearch.datasets import TASKS
+from hpsearch.search.objective import load_checkpoint
+from hpsearch.search.training import evaluate
+from hpsearch.studies import StudySpec
+
+
+@dataclass(frozen=True)
+class ClassResults:
+    table: pd.DataFrame  # per class: support, precision, recall (= per-class accuracy), F1
+    confusion: pd.DataFrame  # rows: true class, columns: predicted class, counts
+
+    def most_confused(self, n: int = 5) -> list[tuple[str, str, int]]:
+        off_diagonal = self.confusion.stack()
+        off_diagonal = off_diagonal[[a != b for a, b in off_diagonal.index]]
+        return [(a, b, int(count)) for (a, b), count in off_diagonal.nlargest(n).items() if count > 0]
+
+
+def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: str | None) -> ClassResults | str:
+    """The results, or a one-line reason they cannot be computed here."""
+    path = trial.user_attrs.get("checkpoint")
+    if not path or not Path(path).is_file():
+        return f"trial {trial.number}'s checkpoint is not on this machine ({path}); run the report where it is"
+    model = load_checkpoint(path)
+    data = TASKS[spec.task](data_dir, **dataclasses.asdict(spec.data))
+    if tuple(model.classes) != tuple(data.classes):
+        return f"trial {trial.number} was trained on other classes than the data found now; check --data-dir"
+    names = list(data.classes)
+    predicted = evaluate(model, data.test, len(names)).predictions
+    true = pd.Categorical.from_codes(data.test.labels.cpu().numpy(), categories=names)
+    guess = pd.Categorical.from_codes(predicted.numpy(), categories=names)
+    confusion = pd.crosstab(pd.Series(true, name="true"), pd.Series(guess, name="predicted"), dropna=False)
+    hits = pd.Series([confusion.loc[c, c] for c in names], index=names)
+    support, predicted_count = confusion.sum(axis=1), confusion.sum(axis=0)
+    precision = (hits / predicted_count.replace(0, float("nan"))).fillna(0.0)
+    recall = (hits / support.replace(0, float("nan"))).fillna(0.0)
+    f1 = (2 * precision * recall / (precision + recall).replace(0, float("nan"))).fillna(0.0)
+    table = pd.DataFrame({"test names": support, "precision": precision, "recall (accuracy)": recall, "F1": f1})
+    return ClassResults(table.sort_values("test names", ascending=False), confusion)

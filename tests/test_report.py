@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import optuna_dashboard
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+from test_cli import hpsearch, stored
+
+from hpsearch.report import analysis
+
+SECTIONS = ["Summary", "Per-class results of the best model", "What matters", "Accuracy against cost",
+            "The comparison questions", "Search dynamics"]
+
+
+def hand_made(number_of_params: int = 0, **attrs) -> optuna.trial.FrozenTrial:
+    return create_trial(state=attrs.pop("state", TrialState.COMPLETE), value=attrs.pop("value", None),
+                        params={"cell": attrs.pop("cell", "gru")},
+                        distributions={"cell": CategoricalDistribution(["rnn", "gru", "lstm"])},
+                        user_attrs=attrs, intermediate_values={1: 0.5})
+
+
+def test_pareto_front_is_exactly_the_non_dominated_trials():
+    study = optuna.create_study(direction="maximize")
+    points = {0: (0.80, 5.0), 1: (0.85, 9.0), 2: (0.84, 9.0), 3: (0.70, 2.0), 4: (0.85, 12.0), 5: (0.80, 5.0),
+              6: (0.60, 3.0), 7: (0.86, 20.0)}
+    for value, seconds in points.values():
+        study.add_trial(hand_made(value=value, epoch_seconds=seconds))
+    study.add_trial(hand_made(state=TrialState.PRUNED, value=0.99, epoch_seconds=0.1))  # not a finished result
+    frame = analysis.completed(analysis.trials_frame(study))
+    mask = analysis.pareto_mask(frame["value"], frame["epoch_seconds"])
+    # 2 and 4 lose to 1, 6 to 3; 0 and 5 tie, and neither beats the other, so both stay.
+    assert sorted(frame.loc[mask, "number"]) == [0, 1, 3, 5, 7]
+
+
+def test_levels_bin_wide_numeric_ranges_and_cross_categories():
+    frame = pd.DataFrame({"hidden_size": [32, 40, 64, 100, 130, 200, 300, 400, 500, 511],
+                          "cell": ["gru"] * 5 + ["lstm"] * 5, "bidirectional": [True, False] * 5,
+                          "implementation": ["builtin"] * 10})
+    bins = analysis.levels(frame, ["hidden_size"]).astype(str).tolist()
+    assert bins[:3] == ["32-63", "32-63", "64-127"] and bins[-1] == "256-511"
+    crossed = analysis.levels(frame, ["cell", "bidirectional", "implementation"]).tolist()
+    assert crossed[:2] == ["gru bi", "gru uni"]  # a constant column is left out of the label
+
+
+@pytest.fixture
+def mixed_study(env, spec_file) -> Path:
+    """The tiny study with five completed trials from a real run (enough for importances), plus a pruned and a
+    failed trial."""
+    spec_file.write_text(spec_file.read_text().replace("n_warmup_steps = 1", "n_warmup_steps = 100"))
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "5")
+    assert code == 0, err
+    study = stored(env)
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=0.4, params={"lr": 0.005},
+                                 distributions={"lr": FloatDistribution(1e-3, 1e-2, log=True)},
+                                 user_attrs={"epochs": 1, "epoch_seconds": 0.1, "samples_per_second": 900.0},
+                                 intermediate_values={1: 0.4}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"fail_reason": "TrainingDiverged: nan"}))
+    return env
+
+
+def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_file):
+    code, out, err = hpsearch("report", "--study", str(spec_file))
+    assert code == 0, err
+    folder = mixed_study / "reports" / "tiny"
+    page = (folder / "index.html").read_text()
+    markdown = (folder / "report.md").read_text()
+    for title in SECTIONS:
+        assert f">{title}</h2>" in page and f"\n## {title}\n" in markdown
+    # Offline: no address outside the folder, and the plotting library is beside the page.
+    assert not re.search(r"https?://", page), re.search(r".{80}https?://.{80}", page).group(0)
+    assert '<script src="plotly.min.js">' in page and (folder / "plotly.min.js").stat().st_size > 1_000_000
+    images = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", markdown)
+    assert len(images) >= 10 and all((folder / name).stat().st_size > 5_000 for name in images)
+    assert "7 trials: 5 complete, 1 pruned, 1 fail." in markdown
+    assert "Epochs trained by the finished trials:" in markdown
+    assert "Confusion" in markdown and "| Alpha |" in markdown
+    assert "Which optimizer is best?" in markdown and "Best median val_accuracy:" in markdown
+
+    study = stored(mixed_study)
+    note = optuna_dashboard.get_note(study)
+    assert note.startswith("## Summary") and "index.html" in note
+    client = MlflowClient(f"sqlite:///{mixed_study / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(study.user_attrs["mlflow_parent_run_id"], "report")}
+    assert {"report/index.html", "report/report.md", "report/pareto.png"} <= logged
+    assert "logged under report/" in out
+
+
+def test_a_study_too_small_for_importances_still_gets_a_report(env, spec_file):
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--no-mlflow")
+    assert code == 0, err
+    code, out, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
+    assert code == 0, err
+    markdown = (env / "reports" / "tiny" / "report.md").read_text()
+    assert "PED-ANOVA (Optuna's default), val_accuracy: not computed from 1 completed trial: it needs at least 5" \
+        in markdown
+    assert "Fewer than two completed trials: no front to draw." in markdown
+    assert "Not searched" in markdown or "no other level has a completed trial" in markdown
+
+
+def test_report_on_an_unknown_study_is_one_line(env, spec_file):
+    code, _, err = hpsearch("report", "--study", str(spec_file))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no study storage at" in err
