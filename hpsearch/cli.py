@@ -96,6 +96,8 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no
       hpsearch run --study ./my-study.toml --epochs 2 --n-trials 5
     The same command on other hosts (shared --storage and --tracking-uri) adds workers to the same study.
     Ctrl-C or SIGTERM stops cleanly: running trials are marked failed, finished trials stay.
+    A spec with two objectives (metric = ["val_accuracy", "epoch_seconds"]) runs a multi-objective study;
+    Optuna cannot prune those, so every trial trains all its epochs (see the surnames-pareto study).
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
     spec = study.load(study_ref)
@@ -168,7 +170,7 @@ def studies(workdir, storage):
     """Built-in study specs, and the studies stored with their trial counts and best value."""
     specs = [study.load(name) for name in builtin_names()]
     click.echo("built-in studies:")
-    click.echo(pd.DataFrame([{"name": s.name, "task": s.task, "metric": s.metric, "n_trials": s.n_trials,
+    click.echo(pd.DataFrame([{"name": s.name, "task": s.task, "metric": ",".join(s.metrics), "n_trials": s.n_trials,
                               "description": s.description} for s in specs]).to_string(index=False))
     url = _locate(workdir, storage)[1]
     try:

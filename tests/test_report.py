@@ -12,7 +12,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from test_cli import hpsearch, stored
 
+from hpsearch.datasets import TASKS
+from hpsearch.errors import SpecError
 from hpsearch.report import analysis
+from hpsearch.studies import load_spec
 
 SECTIONS = ["Summary", "Per-class results of the best model", "What matters", "Accuracy against cost",
             "The comparison questions", "Search dynamics"]
@@ -106,3 +109,36 @@ def test_a_study_too_small_for_importances_still_gets_a_report(env, spec_file):
 def test_report_on_an_unknown_study_is_one_line(env, spec_file):
     code, _, err = hpsearch("report", "--study", str(spec_file))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no study storage at" in err
+
+
+def test_multi_objective_study_runs_without_pruning_and_reports_its_front(env, spec_file):
+    two = 'metric = ["val_accuracy", "n_params"]'
+    spec_file.write_text(spec_file.read_text().replace('metric = "val_accuracy"\ndirection = "maximize"', two)
+                         .replace('type = "median"\nn_startup_trials = 2\nn_warmup_steps = 1', 'type = "none"'))
+    code, out, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "4")
+    assert code == 0, err
+    study = stored(env)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert all(t.state == TrialState.COMPLETE and len(t.values) == 2 for t in study.trials)
+    assert all(t.values[1] == t.user_attrs["n_params"] for t in study.trials)
+    assert all(not t.intermediate_values for t in study.trials)  # nothing reported, nothing pruned
+    assert out.startswith("best trial of 'tiny': #")
+
+    code, _, err = hpsearch("report", "--study", str(spec_file))
+    assert code == 0, err
+    folder = env / "reports" / "tiny"
+    markdown = (folder / "report.md").read_text()
+    assert "A multi-objective study (val_accuracy and n_params): Optuna cannot prune these" in markdown
+    assert "**Pareto-optimal trials**" in markdown
+    assert (folder / "pareto_objectives.png").stat().st_size > 5_000
+
+
+def test_multi_objective_specs_are_checked(tmp_path):
+    path = tmp_path / "two.toml"
+    path.write_text('task = "surnames"\nmetric = ["val_accuracy", "test_accuracy"]\n[pruner]\ntype = "median"\n')
+    with pytest.raises(SpecError) as error:
+        load_spec(str(path), TASKS)
+    assert "metric: the second objective must be a cost (epoch_seconds, n_params), got 'test_accuracy'" \
+        in str(error.value)
+    assert "pruner: Optuna cannot prune a multi-objective study" in str(error.value)
+    assert load_spec("surnames-pareto", TASKS).directions == ("maximize", "minimize")

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from hpsearch.report import analysis, figures
 from hpsearch.report.classes import ClassResults, class_results
+from hpsearch.search import results
 from hpsearch.studies import StudySpec
 
 PARAM_COLUMNS = ["cell", "implementation", "nonlinearity", "bidirectional", "num_layers", "hidden_size",
@@ -46,13 +47,13 @@ def _duration(delta: pd.Timedelta) -> str:
 def build(study: optuna.Study, spec: StudySpec, data_dir: str | None) -> list[Section]:
     frame = analysis.trials_frame(study)
     multi = len(study.directions) > 1
+    if multi:  # every section below reads the first objective, the validation metric, as "value"
+        frame["value"] = frame["values_0"]
     metric = study.user_attrs.get("metric", spec.metric)
-    sections = [_summary(study, frame, spec, metric, multi)]
-    if not multi:
-        sections += [_classes(study, spec, data_dir), _importance(study, metric), _pareto(frame, metric),
-                     _comparisons(frame, metric, study.direction == optuna.study.StudyDirection.MAXIMIZE)]
-    sections.append(_dynamics(study, metric, multi, spec))
-    return sections
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return [_summary(study, frame, spec, metric, multi), _classes(study, spec, data_dir),
+            _importance(study, metric), _pareto(frame, metric), _comparisons(frame, metric, maximize),
+            _dynamics(study, metric, multi)]
 
 
 def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool) -> Section:
@@ -66,15 +67,14 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
         section.text.append(f"Epochs trained by the finished trials: {summary.epochs_trained} of the "
                             f"{summary.epochs_without_pruning} they would have trained without pruning "
                             f"({saved:.0%} of the compute saved).")
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        section.text.append("No completed trial yet.")
     if multi:
-        section.text.append("A multi-objective study: Optuna cannot prune these, so every trial ran its full epochs. "
-                            "The best trials are the Pareto set below.")
-        best = list(study.best_trials)
-    else:
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        best = [study.best_trial] if completed else []
-        if not best:
-            section.text.append("No completed trial yet.")
+        section.text.append(f"A multi-objective study ({' and '.join(study.user_attrs.get('metrics', []))}): "
+                            "Optuna cannot prune these, so every trial ran its full epochs. Its best trials are the "
+                            "Pareto set below; the one best on the first objective is reported as the best.")
+    best = (list(study.best_trials) if multi else [study.best_trial]) if completed else []
     rows = []
     for trial in best:
         attrs = trial.user_attrs
@@ -86,10 +86,11 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
     if rows:
         section.tables.append(("Best trial" if not multi else "Pareto-optimal trials",
                                pd.DataFrame(rows).set_index("trial")))
-    if not multi and best:
-        attrs = best[0].user_attrs
+    if best:
+        top = results.best_trial(study)
+        attrs = top.user_attrs
         section.text.append(
-            f"Best trial #{best[0].number}: {metric} {best[0].value:.4f}; on the test split accuracy "
+            f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split accuracy "
             f"{attrs.get('test_accuracy', float('nan')):.4f} and balanced accuracy "
             f"{attrs.get('test_balanced_accuracy', float('nan')):.4f} (selection used the validation split only).")
     return section
@@ -100,17 +101,18 @@ def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None) -> Sect
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         section.text.append("No completed trial yet.")
         return section
-    results = class_results(study.best_trial, spec, data_dir)
-    if not isinstance(results, ClassResults):
-        section.text.append(f"Not computed: {results}.")
+    best = results.best_trial(study)
+    per_class = class_results(best, spec, data_dir)
+    if not isinstance(per_class, ClassResults):
+        section.text.append(f"Not computed: {per_class}.")
         return section
-    confused = "; ".join(f"{true} taken for {guess} {count} times" for true, guess, count in results.most_confused())
-    worst = results.table["recall (accuracy)"].idxmin()
-    section.text.append(f"Trial #{study.best_trial.number} on the test split. Lowest recall: {worst} "
-                        f"({results.table.loc[worst, 'recall (accuracy)']:.2f}). Most frequent confusions: "
+    confused = "; ".join(f"{true} taken for {guess} {count} times" for true, guess, count in per_class.most_confused())
+    worst = per_class.table["recall (accuracy)"].idxmin()
+    section.text.append(f"Trial #{best.number} on the test split. Lowest recall: {worst} "
+                        f"({per_class.table.loc[worst, 'recall (accuracy)']:.2f}). Most frequent confusions: "
                         f"{confused or 'none'}.")
-    section.tables.append(("Per class (test split)", results.table))
-    section.figures.append(figures.confusion(results.confusion))
+    section.tables.append(("Per class (test split)", per_class.table))
+    section.figures.append(figures.confusion(per_class.confusion))
     return section
 
 
@@ -118,7 +120,7 @@ def _importance(study: optuna.Study, metric: str) -> Section:
     section = Section("What matters")
     section.text.append("Share of the variation each parameter explains, from completed trials, by two methods; "
                         "where they agree the evidence is stronger.")
-    for key, target, name in (("objective", None, metric),
+    for key, target, name in (("objective", lambda t: t.values[0], metric),
                               ("cost", lambda t: t.user_attrs.get("epoch_seconds", float("nan")),
                                "mean epoch seconds")):
         results = analysis.importances(study, target, name)
@@ -170,12 +172,11 @@ def _comparisons(frame: pd.DataFrame, metric: str, maximize: bool) -> Section:
     return section
 
 
-def _dynamics(study: optuna.Study, metric: str, multi: bool, spec: StudySpec) -> Section:
+def _dynamics(study: optuna.Study, metric: str, multi: bool) -> Section:
     section = Section("Search dynamics")
-    if multi:
-        names = study.user_attrs.get("metrics", [metric])
-        section.figures.append(figures.pareto_front_multi(study, names))
-    elif study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if multi and study.best_trials:
+        section.figures.append(figures.pareto_front_multi(study, study.user_attrs.get("metrics", [])))
+    elif not multi and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         section.figures.append(figures.history(study, metric))
         section.figures.append(figures.learning_curves(study, metric))
     if study.trials:

@@ -56,7 +56,8 @@ def timeline(study: optuna.Study) -> Figure:
 
 
 def pareto_front_multi(study: optuna.Study, target_names: list[str]) -> Figure:
-    return _optuna("pareto", "Pareto front (Optuna)", "plot_pareto_front", study, target_names=target_names)
+    return _optuna("pareto_objectives", "Pareto front of the study's objectives (Optuna)", "plot_pareto_front", study,
+                   target_names=target_names)
 
 
 def learning_curves(study: optuna.Study, metric: str) -> Figure:

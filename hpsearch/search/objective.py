@@ -52,7 +52,7 @@ class Objective:
         self.maximize = spec.direction == "maximize"
         self.stopped: int | None = None  # number of the last trial an exception or Ctrl-C stopped
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         try:
             return self._train(trial)
         except optuna.TrialPruned:
@@ -110,21 +110,25 @@ class Objective:
             if best_value is None or (value > best_value if self.maximize else value < best_value):
                 best_value, best_epoch, best_val = value, epoch, val_result
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            cost = {"epochs": epoch, "best_epoch": best_epoch, "epoch_seconds": total_seconds / epoch,
+                    "samples_per_second": len(train) * epoch / train_seconds}
+            if self.spec.multi_objective:  # Optuna cannot prune these: every trial runs its epochs
+                continue
             # Report the best value so far: the trial's value is its best epoch, and the pruner then compares
             # like with like, so one noisy epoch does not get a trial pruned.
             trial.report(best_value, epoch)
-            cost = {"epochs": epoch, "best_epoch": best_epoch, "epoch_seconds": total_seconds / epoch,
-                    "samples_per_second": len(train) * epoch / train_seconds}
             if trial.should_prune():
                 self._record(trial, **cost)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         model.load_state_dict(best_state)
         test_result = evaluate(model, test, n_classes)
+        cost["n_params"] = sum(p.numel() for p in model.parameters())
         self._record(trial, **cost, val_accuracy=best_val.accuracy, val_balanced_accuracy=best_val.balanced_accuracy,
                      test_accuracy=test_result.accuracy, test_balanced_accuracy=test_result.balanced_accuracy,
-                     n_params=sum(p.numel() for p in model.parameters()),
                      checkpoint=self._save(trial, hp, best_state))
+        if self.spec.multi_objective:
+            return best_value, float(cost[self.spec.metrics[1]])
         return best_value
 
     @staticmethod

@@ -39,11 +39,12 @@ class Progress:
 
     def trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()
-        value = f" value {trial.value:.4f}" if trial.value is not None else ""
+        value = f" value {', '.join(f'{v:.4g}' for v in trial.values)}" if trial.values else ""
         epochs = trial.user_attrs.get("epochs")
         after = f" after {epochs} epoch{'s' * (epochs != 1)}" if epochs else ""
         best = ""
-        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        if len(study.directions) == 1 and any(t.state == optuna.trial.TrialState.COMPLETE
+                                              for t in study.get_trials(deepcopy=False)):
             best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
         reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
         self._say(f"trial {trial.number} {state}{value}{after}{reason}{best}")

@@ -15,16 +15,24 @@ SUMMARY_ATTRS = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test
                  "best_epoch", "epochs", "epoch_seconds", "samples_per_second", "n_params", "seed", "checkpoint")
 
 
-def best_summary(study: optuna.Study) -> dict[str, Any]:
-    """The best completed trial: value, sampled params, metrics and the full configuration it trained with."""
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best completed trial; in a multi-objective study, the Pareto-optimal one best on the first objective."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise HpsearchError(f"study '{study.study_name}' has no completed trial yet; run `hpsearch run` first")
-    trial = study.best_trial
+    if len(study.directions) == 1:
+        return study.best_trial
+    pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(study.best_trials, key=lambda t: t.values[0])
+
+
+def best_summary(study: optuna.Study) -> dict[str, Any]:
+    """The best completed trial: value, sampled params, metrics and the full configuration it trained with."""
+    trial = best_trial(study)
     return {
         "study": study.study_name,
         "trial": trial.number,
         "metric": study.user_attrs.get("metric"),
-        "value": trial.value,
+        "value": trial.values[0],
         "params": trial.params,
         **{key: trial.user_attrs.get(key) for key in SUMMARY_ATTRS},
         "hyperparams": trial.user_attrs.get("hyperparams"),
@@ -50,10 +58,10 @@ def stored_studies(storage_url: str) -> list[dict[str, Any]]:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         counts = Counter(t.state.name.lower() for t in trials)
-        complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
-        pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        complete = [t.values[0] for t in trials if t.state == TrialState.COMPLETE]
+        pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
         rows.append({"name": summary.study_name, "metric": study.user_attrs.get("metric"),
-                     "direction": study.direction.name.lower(), "trials": len(trials),
+                     "direction": study.directions[0].name.lower(), "trials": len(trials),
                      **{state.name.lower(): counts[state.name.lower()] for state in TrialState},
                      "best": pick(complete) if complete else None})
     return rows

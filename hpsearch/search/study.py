@@ -46,19 +46,28 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
         n_existing = 0
     seed = spec.sampler.options.get("seed")
     study = optuna.create_study(
-        study_name=spec.name, storage=storage, direction=spec.direction, load_if_exists=True,
+        study_name=spec.name, storage=storage, directions=list(spec.directions), load_if_exists=True,
         sampler=spec.sampler.build(SAMPLERS, **({} if seed is None else {"seed": seed + n_existing})),
         pruner=spec.pruner.build(PRUNERS))
-    stored = (study.user_attrs.get("metric", spec.metric), study.direction.name.lower())
-    if stored != (spec.metric, spec.direction):
-        raise StorageError(f"study '{spec.name}' is stored to {stored[1]} {stored[0]}, but {spec.path} says to "
-                           f"{spec.direction} {spec.metric}; give the spec another `name` or use another --workdir")
+    # A new study has no metric attrs yet; one from before multi-objective specs has only "metric".
+    metrics = study.user_attrs.get("metrics", [study.user_attrs["metric"]] if "metric" in study.user_attrs
+                                   else list(spec.metrics))
+    stored = (metrics, [d.name.lower() for d in study.directions])
+    if stored != (list(spec.metrics), list(spec.directions)):
+        raise StorageError(f"study '{spec.name}' is stored to {_objective_text(*stored)}, but {spec.path} says to "
+                           f"{_objective_text(spec.metrics, spec.directions)}; give the spec another `name` or "
+                           "use another --workdir")
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
+        study.set_user_attr("metrics", list(spec.metrics))
         study.set_user_attr("task", spec.task)
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def _objective_text(metrics, directions) -> str:
+    return " and ".join(f"{d} {m}" for m, d in zip(metrics, directions, strict=False))
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ class TrialTracking:
         self.study, self.settings, self.register_as = study, settings, register_as
         self.tracking = StudyTracking.open(tracking_uri, study.study_name, artifact_root=artifact_root,
                                            parent_run_id=study.user_attrs.get(PARENT_ATTR),
-                                           params={"task": spec.task, "metric": spec.metric,
-                                                   "direction": spec.direction, **settings})
+                                           params={"task": spec.task, "metric": ",".join(spec.metrics),
+                                                   "direction": ",".join(spec.directions), **settings})
         if PARENT_ATTR not in study.user_attrs:
             study.set_user_attr(PARENT_ATTR, self.tracking.parent_run_id)
         self.runs: dict[int, str] = {}
@@ -60,7 +60,9 @@ class TrialTracking:
         if trial.state == TrialState.PRUNED:
             tags["pruned_at_epoch"] = attrs.get("epochs", "")
         self.tracking.finish_trial(run_id, trial.state.name, metrics, tags, step=attrs.get("epochs", 0))
-        if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
+        # A multi-objective study has a Pareto set, not one best model to log.
+        if trial.state == TrialState.COMPLETE and len(study.directions) == 1 \
+                and study.best_trial.number == trial.number:
             summary = {"trial": trial.number, "value": trial.value, **metrics}
             self.tracking.log_best_model(load_checkpoint(attrs["checkpoint"]), summary)
 

@@ -62,6 +62,8 @@ _HP_TYPES = typing.get_type_hints(Hyperparams)
 
 # Natural direction of each metric a trial can be selected on (all on the validation split, never test).
 METRICS = {"val_accuracy": "maximize", "val_balanced_accuracy": "maximize", "val_loss": "minimize"}
+# Costs a multi-objective spec may name as its second objective: mean seconds per epoch, or parameter count.
+COSTS = {"epoch_seconds": "minimize", "n_params": "minimize"}
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 PRUNERS = {
@@ -132,8 +134,8 @@ class StudySpec:
     name: str
     path: Path
     task: str
-    metric: str
-    direction: str
+    metrics: tuple[str, ...]  # one validation metric, then optionally one of COSTS: a multi-objective study
+    directions: tuple[str, ...]
     n_trials: int
     max_epochs: int
     description: str = ""
@@ -142,6 +144,18 @@ class StudySpec:
     pruner: Component = Component("median")
     space: tuple[Param, ...] = ()
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     def sample(self, trial: optuna.Trial) -> Hyperparams:
         """Draw one configuration; a conditional param is asked for only when its conditions hold."""
@@ -194,27 +208,46 @@ def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[
     task = raw.get("task")
     if task not in tasks:
         problems.append(f"task: unknown task {task!r} (known: {', '.join(sorted(tasks))})")
-    metric = raw.get("metric", "val_accuracy")
-    if metric not in METRICS:
-        problems.append(f"metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    direction = raw.get("direction", METRICS.get(metric, "maximize"))
-    if metric in METRICS and direction != METRICS[metric]:
-        problems.append(f"direction: {metric} must be {METRICS[metric]}d, not {direction!r}")
+    metrics, directions = _objectives(raw, problems)
     for key, default in (("n_trials", 40), ("max_epochs", 20)):
         value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"{key}: must be a whole number >= 1, got {value!r}")
     data = _data_options(raw.get("data", {}), problems)
     sampler = _component("sampler", raw.get("sampler", {}), SAMPLERS, "tpe", problems)
-    pruner = _component("pruner", raw.get("pruner", {}), PRUNERS, "median", problems)
+    pruner = _component("pruner", raw.get("pruner", {}), PRUNERS, "none" if len(metrics) > 1 else "median", problems)
+    if len(metrics) > 1 and pruner.type != "none":
+        problems.append('pruner: Optuna cannot prune a multi-objective study; set type = "none" or drop [pruner]')
     space = _space(raw.get("space", {}), problems)
     enqueue = _enqueue(raw.get("enqueue", []), space, problems)
     if problems:
         return None
-    return StudySpec(name=raw.get("name", path.stem), path=path, task=task, metric=metric, direction=direction,
+    return StudySpec(name=raw.get("name", path.stem), path=path, task=task, metrics=metrics, directions=directions,
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20),
                      description=raw.get("description", ""), data=data, sampler=sampler, pruner=pruner,
                      space=space, enqueue=enqueue)
+
+
+def _objectives(raw: dict, problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``metric`` is one validation metric, or a list of it and one cost; ``direction`` follows each."""
+    given = raw.get("metric", "val_accuracy")
+    metrics = tuple(given) if isinstance(given, list) else (given,)
+    if not 1 <= len(metrics) <= 2:
+        problems.append(f"metric: name one metric, or a metric and a cost; got {given!r}")
+        return ("val_accuracy",), ("maximize",)
+    if metrics[0] not in METRICS:
+        problems.append(f"metric: unknown metric {metrics[0]!r} (known: {', '.join(METRICS)})")
+    if len(metrics) == 2 and metrics[1] not in COSTS:
+        problems.append(f"metric: the second objective must be a cost ({', '.join(COSTS)}), got {metrics[1]!r}")
+    natural = {**METRICS, **COSTS}
+    given_directions = raw.get("direction", [natural.get(m, "maximize") for m in metrics])
+    directions = tuple(given_directions) if isinstance(given_directions, list) else (given_directions,)
+    if len(directions) != len(metrics):
+        problems.append(f"direction: give one per metric ({len(metrics)}), got {given_directions!r}")
+    for metric, direction in zip(metrics, directions, strict=False):
+        if metric in natural and direction != natural[metric]:
+            problems.append(f"direction: {metric} must be {natural[metric]}d, not {direction!r}")
+    return metrics, directions
 
 
 def _data_options(raw: Any, problems: list[str]) -> DataOptions:
