@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 
 import click
@@ -13,8 +14,11 @@ from hpsearch.errors import HpsearchError
 from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
 from hpsearch.mlflow.ui import serve
 from hpsearch.report import build, publish, write
+from hpsearch.search import dashboard as dashboard_server
 from hpsearch.search import results, study, workers
+from hpsearch.search.predict import predict_with_best
 from hpsearch.search.progress import Progress
+from hpsearch.search.retrain import retrain
 from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
 from hpsearch.studies import builtin_names
 from hpsearch.urls import mask
@@ -156,12 +160,86 @@ def report(study_ref, out, data_dir, tracking_uri, no_mlflow, workdir, storage):
     sections = build.build(found, spec, data_dir)
     files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
     added = publish.to_dashboard(found, sections, folder)
+    attached = dashboard_server.attach_results(found, workdir_path, folder)
     click.echo(f"report: {folder / 'index.html'} ({len(files)} files; also report.md)")
-    click.echo(f"optuna-dashboard: summary note and {added} figures on study '{spec.name}'")
+    click.echo(f"optuna-dashboard: summary note, {added} figures and {attached} new artifacts on study "
+               f"'{spec.name}' (hpsearch dashboard)")
     if not no_mlflow:
         run_id = publish.to_mlflow(found, mlflow_tracking_uri(tracking_uri, workdir_path), folder)
         click.echo(f"MLflow: logged under report/ on parent run {run_id}" if run_id
                    else "MLflow: the study has no parent run (it ran with --no-mlflow); nothing logged")
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
+@click.option("--trial", "number", type=click.IntRange(min=0), required=True, help="the trial number to retrain")
+@click.option("--epochs", type=click.IntRange(min=1), help="default: the epochs the trial was given")
+@click.option("--seed", type=int, help="first seed [default: the trial's own, which reproduces it]")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="retrain with this many seeds (seed, seed+1, ...) and report mean and standard deviation")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="data root [env HPSEARCH_DATA]")
+@click.option("--tracking-uri", metavar="URI", help="[env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
+@click.option("--no-mlflow", is_flag=True, help="do not log to MLflow")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+@_where
+def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri, no_mlflow, quiet, workdir,
+          storage):
+    """Retrain one trial's configuration outside the search: all epochs, no pruning, one MLflow run per seed.
+
+    \b
+    Example:
+      hpsearch train --study surnames --trial 25 --seeds 5
+    """
+    spec = study.load(study_ref)
+    workdir_path, url = _locate(workdir, storage)
+    options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, epochs=epochs,
+                                  device=device, tracking_uri=tracking_uri, mlflow=not no_mlflow)
+    table = retrain(spec, options, number, seed, seeds, Progress(quiet, epochs or spec.max_epochs))
+    click.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if len(table) > 1:
+        summary = table.drop(columns="mlflow_run_id").agg(["mean", "std"])
+        click.echo(f"\nover {len(table)} seeds:\n" + summary.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
+@click.argument("names", nargs=-1)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_where
+def predict(study_ref, names, top_k, as_json, workdir, storage):
+    """Classify surnames with the best trial's model; reads one name per line from stdin when none are given.
+
+    \b
+    Example:
+      hpsearch predict --study surnames Nakamura Schmidt --top-k 3
+      printf 'Nakamura\\nSchmidt\\n' | hpsearch predict --study surnames --json
+    """
+    found = study.require_study(study.study_name(study_ref), _locate(workdir, storage)[1])
+    names = names or tuple(line.strip() for line in sys.stdin if line.strip())
+    rows = predict_with_best(found, names, top_k)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        ranked = ", ".join(f"{p['language']} {p['probability']:.3f}" for p in row["predictions"])
+        click.echo(f"{row['name']}: {ranked or 'cannot classify: ' + row['error']}")
+
+
+@main.command()
+@click.option("--study", "study_ref", metavar="NAME|FILE.toml", help="print this study's page [default: all]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind; 0.0.0.0 exposes it")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@_where
+def dashboard(study_ref, host, port, workdir, storage):
+    """optuna-dashboard on the study storage, with report figures and best checkpoints as study artifacts."""
+    workdir_path, url = _locate(workdir, storage)
+    ids = dashboard_server.prepare(url, workdir_path, study.study_name(study_ref) if study_ref else None)
+    pages = [f"http://{host}:{port}/dashboard/studies/{number}" for number in ids.values()] or \
+        [f"http://{host}:{port}/dashboard"]
+    click.echo(f"optuna-dashboard for {mask(url)} at {' '.join(pages)} (Ctrl-C stops it)", err=True)
+    dashboard_server.serve(url, workdir_path, host, port)
 
 
 @main.command()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def worker(common: list[str], *extra: str) -> subprocess.Popen:
 
 
 def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file):
+    # No pruning, so both workers are surely inside a trial when the signal comes.
+    spec_file.write_text(spec_file.read_text().replace("n_warmup_steps = 1", "n_warmup_steps = 10000"))
     workdir = tmp_path / "runs"
     process = worker(["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)],
                      "--n-trials", "4", "--n-jobs", "2", "--epochs", "1000")
@@ -85,6 +88,8 @@ def test_n_jobs_runs_worker_processes_on_one_study_to_the_exact_budget(tmp_path,
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / 'optuna.db'}")
     assert len(study.get_trials(states=COUNTED)) == 6
     assert all(t.state != TrialState.RUNNING for t in study.trials)
+    sampled = [json.dumps(t.params, sort_keys=True) for t in study.trials if t.params]
+    assert len(set(sampled)) == len(sampled)  # the workers' samplers are seeded apart
     for index in (0, 1):  # both workers trained trials
         assert f"[worker {index}] trial " in err and f"[worker {index}]   trial " in err
     assert "best trial" in out

@@ -52,8 +52,12 @@ def check_reachable(uri: str) -> None:
 
 
 def tracking_uri(explicit: str | None, workdir: Path) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else SQLite in the working folder."""
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else SQLite in the working folder.
+
+    The SQLite default waits up to a minute for the write lock (sqlite3's ``timeout``): with several local
+    workers closing runs at once, the 5-second default ran out on a loaded machine.
+    """
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}?timeout=60"
 
 
 @contextlib.contextmanager
@@ -85,6 +89,22 @@ def _experiment_id(client: MlflowClient, study_name: str, tracking_uri: str, art
     return client.create_experiment(study_name, artifact_location=None if remote else artifact_root.as_uri())
 
 
+def _connect(tracking_uri: str, study_name: str, artifact_root: Path) -> tuple[MlflowClient, str]:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with _quiet("mlflow.store.db.utils"):  # "Creating initial MLflow database tables..."
+        client = MlflowClient(tracking_uri)
+        return client, _experiment_id(client, study_name, tracking_uri, artifact_root)
+
+
+@contextlib.contextmanager
+def _errors(tracking_uri: str):
+    try:
+        yield
+    except MlflowException as exc:
+        raise HpsearchError(f"cannot use MLflow tracking at {mask(tracking_uri)}: "
+                            f"{exc.message.splitlines()[0]}; pass --tracking-uri or --no-mlflow") from None
+
+
 class StudyTracking:
     """The experiment and parent run of one study, opened once per process before any trial starts."""
 
@@ -99,27 +119,31 @@ class StudyTracking:
         The first call on a new SQLite store migrates its schema, which takes seconds and must not race
         with other processes: callers open tracking once, before workers start.
         """
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        try:
-            with _quiet("mlflow.store.db.utils"):  # "Creating initial MLflow database tables..."
-                client = MlflowClient(tracking_uri)
-                experiment_id = _experiment_id(client, study_name, tracking_uri, artifact_root)
+        with _errors(tracking_uri):
+            client, experiment_id = _connect(tracking_uri, study_name, artifact_root)
             if parent_run_id is None:
                 parent = client.create_run(experiment_id, run_name=study_name, tags={"optuna.study": study_name})
                 parent_run_id = parent.info.run_id
                 _log_params(client, parent_run_id, params)
             else:
                 client.update_run(parent_run_id, status="RUNNING")
-        except MlflowException as exc:
-            raise HpsearchError(f"cannot use MLflow tracking at {mask(tracking_uri)}: "
-                                f"{exc.message.splitlines()[0]}; pass --tracking-uri or --no-mlflow") from None
         return cls(client, experiment_id, parent_run_id)
+
+    @classmethod
+    def experiment(cls, tracking_uri: str, study_name: str, *, artifact_root: Path) -> StudyTracking:
+        """The study's experiment alone, for runs outside the search (retraining); the parent run is left as is."""
+        with _errors(tracking_uri):
+            client, experiment_id = _connect(tracking_uri, study_name, artifact_root)
+        return cls(client, experiment_id, None)
+
+    def start_run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        _log_params(self.client, run.info.run_id, params)
+        return run.info.run_id
 
     def start_trial(self, study_name: str, number: int, params: Mapping[str, Any]) -> str:
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, "optuna.study": study_name, "optuna.trial": str(number)}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
-        _log_params(self.client, run.info.run_id, params)
-        return run.info.run_id
+        return self.start_run(f"trial-{number}", tags, params)
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         now = _now_ms()
@@ -166,11 +190,8 @@ class StudyTracking:
 def log_folder(tracking_uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     """Log a folder's files as artifacts of an existing run, whatever its status."""
     check_reachable(tracking_uri)
-    try:
+    with _errors(tracking_uri):
         MlflowClient(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path)
-    except MlflowException as exc:
-        raise HpsearchError(f"cannot log to MLflow at {mask(tracking_uri)}: {exc.message.splitlines()[0]}; "
-                            "pass --tracking-uri or --no-mlflow") from None
 
 
 def model_uri(parent_run_id: str) -> str:

@@ -44,8 +44,8 @@ def load_checkpoint(path: str | Path) -> RecurrentClassifier:
 
 class Objective:
     def __init__(self, spec: StudySpec, data: Any, *, max_epochs: int, device: torch.device,
-                 checkpoint_dir: Path, hooks: Sequence[TrialHooks]) -> None:
-        self.spec, self.max_epochs, self.device = spec, max_epochs, device
+                 checkpoint_dir: Path, hooks: Sequence[TrialHooks], seed: int | None = None) -> None:
+        self.spec, self.max_epochs, self.device, self.seed = spec, max_epochs, device, seed
         self.checkpoint_dir, self.hooks = checkpoint_dir, hooks
         self.data = data
         self.splits = {name: split.to(device) for name, split in data.splits().items()}
@@ -69,7 +69,7 @@ class Objective:
 
     def _train(self, trial: optuna.Trial) -> float:
         hp = self.spec.sample(trial)
-        seed = hp.seed()
+        seed = hp.seed() if self.seed is None else self.seed  # retraining may ask for other seeds
         trial.set_user_attr("hyperparams", dataclasses.asdict(hp))
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("max_epochs", self.max_epochs)  # what pruning saved is measured against it

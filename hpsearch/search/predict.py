@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import optuna
 import torch
 
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import tensorise
+from hpsearch.errors import HpsearchError
+from hpsearch.search.objective import load_checkpoint
+from hpsearch.search.results import best_trial
 
 
 @torch.no_grad()
@@ -29,3 +35,17 @@ def classify(model: torch.nn.Module, names: Sequence[str], top_k: int = 3) -> li
             ranked = zip(best.values[row].tolist(), best.indices[row].tolist(), strict=True)
             results[i] = [(model.classes[c], p) for p, c in ranked]
     return results
+
+
+def predict_with_best(study: optuna.Study, names: Sequence[str], top_k: int) -> list[dict[str, Any]]:
+    """Per name, the best trial's top-k languages; a name with no letter of the alphabet gets none and a reason."""
+    trial = best_trial(study)
+    checkpoint = Path(trial.user_attrs.get("checkpoint", ""))
+    if not checkpoint.is_file():
+        raise HpsearchError(f"trial {trial.number}'s checkpoint is not on this machine ({checkpoint}); "
+                            "predict where the search ran, or copy its checkpoints/ folder")
+    ranked = classify(load_checkpoint(checkpoint), names, top_k)
+    return [{"name": name, "trial": trial.number,
+             "predictions": [{"language": language, "probability": p} for language, p in top],
+             **({} if top else {"error": f"no letter of the alphabet ({surnames.ALPHABET!r}) in it"})}
+            for name, top in zip(names, ranked, strict=True)]

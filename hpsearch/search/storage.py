@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
@@ -51,7 +52,9 @@ def sqlite_file(url: str) -> Path | None:
 
 def _sqlite_engine_kwargs(path: Path) -> dict:
     def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        # isolation_level=None: the sqlite3 module starts no transactions of its own; _begin_immediate does.
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False,
+                                     isolation_level=None)
         # WAL lets readers (dashboard, report) work while a search writes; NORMAL syncs at checkpoints
         # instead of every commit, which cuts the per-trial storage cost about 4x and is still crash-safe.
         connection.execute("PRAGMA journal_mode=WAL")
@@ -59,6 +62,14 @@ def _sqlite_engine_kwargs(path: Path) -> dict:
         return connection
 
     return {"creator": connect}
+
+
+def _begin_immediate(connection) -> None:
+    """Start every transaction holding SQLite's write lock. Optuna hands out an enqueued trial with a read
+    then a write (SELECT ... FOR UPDATE, which SQLite ignores), so two workers starting together both took
+    the same waiting trial and trained it twice; with the lock taken up front the second waits, then sees the
+    trial running. Readers on other connections (the dashboard, a report) are not blocked, thanks to WAL."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_storage(url: str, *, create: bool = True, grace_period: int | None = None,
@@ -82,7 +93,10 @@ def open_storage(url: str, *, create: bool = True, grace_period: int | None = No
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        if engine_kwargs and create:  # searching workers; readers (report, dashboard) take no write lock
+            sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+        return storage
     except ImportError:  # Optuna's own, raised when the URL's driver module is not installed
         raise StorageError(f"no database driver for {parsed.drivername} is installed; "
                            "for PostgreSQL install hpsearch[postgres]") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from hpsearch.datasets import TASKS
 from hpsearch.errors import HpsearchError, SpecError, StorageError, Terminated
@@ -34,20 +36,27 @@ def load(ref: str) -> StudySpec:
     return load_spec(ref, TASKS)
 
 
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: int | None = None) -> optuna.Study:
     """Create the spec's study, or resume it with the same sampler and pruner settings.
 
     Optuna stores neither sampler nor pruner, so both are rebuilt from the spec on every start. A seeded
     sampler would replay its first suggestions on resume, so its seed is offset by the trials already run.
+    Workers must not share a seed either, or they propose the same configurations: a worker of --n-jobs
+    adds its index, and a process joining trials that are running elsewhere adds its process id (a search
+    with several workers depends on their timing, so it is not reproducible anyway).
     """
     try:
-        n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(spec.name), deepcopy=False))
+        trials = storage.get_all_trials(storage.get_study_id_from_name(spec.name), deepcopy=False)
     except KeyError:
-        n_existing = 0
+        trials = []
     seed = spec.sampler.options.get("seed")
+    if seed is not None:
+        seed += len(trials) + 1000 * (worker or 0)
+        if worker is None and any(t.state == TrialState.RUNNING for t in trials):
+            seed += os.getpid()
     study = optuna.create_study(
         study_name=spec.name, storage=storage, directions=list(spec.directions), load_if_exists=True,
-        sampler=spec.sampler.build(SAMPLERS, **({} if seed is None else {"seed": seed + n_existing})),
+        sampler=spec.sampler.build(SAMPLERS, **({} if seed is None else {"seed": seed % 2**32})),
         pruner=spec.pruner.build(PRUNERS))
     # A new study has no metric attrs yet; one from before multi-objective specs has only "metric".
     metrics = study.user_attrs.get("metrics", [study.user_attrs["metric"]] if "metric" in study.user_attrs
@@ -84,6 +93,7 @@ class SearchOptions:
     register_model: str | None = None
     heartbeat_grace: int = HEARTBEAT_GRACE_S
     threads: int | None = None  # torch threads in this process; None: torch's default
+    worker: int | None = None  # index among the --n-jobs workers of one command
 
 
 class StaleTrials:
@@ -123,7 +133,7 @@ def _open_session(spec: StudySpec, options: SearchOptions) -> _Session:
         check_reachable(uri)
     stale = StaleTrials()
     study = open_study(spec, open_storage(options.storage_url, grace_period=options.heartbeat_grace,
-                                          on_stale=stale))
+                                          on_stale=stale), options.worker)
     budget = Budget(options.n_trials or spec.n_trials)
     tracking = None
     if uri and budget.finished(study) < budget.total:

@@ -48,7 +48,8 @@ def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: boo
     options = dataclasses.replace(options, threads=options.threads or max(1, cores() // n_jobs))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or sqlite state inherited
     errors = context.Queue()
-    workers = [context.Process(target=_worker, args=(spec, options, quiet, index, errors), name=f"worker {index}")
+    workers = [context.Process(target=_worker, args=(spec, dataclasses.replace(options, worker=index), quiet, index,
+                                                     errors), name=f"worker {index}")
                for index in range(n_jobs)]
     for worker in workers:
         worker.start()
