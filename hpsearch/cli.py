@@ -13,7 +13,7 @@ import pandas as pd
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
 from hpsearch.mlflow.ui import serve
-from hpsearch.report import build, publish, write
+from hpsearch.report.publish import make_report
 from hpsearch.search import dashboard as dashboard_server
 from hpsearch.search import results, study, workers
 from hpsearch.search.predict import predict_with_best
@@ -155,18 +155,14 @@ def report(study_ref, out, data_dir, tracking_uri, no_mlflow, workdir, storage):
     """
     spec = study.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
-    found = study.require_study(spec.name, url)
     folder = Path(out) if out else workdir_path / "reports" / spec.name
-    sections = build.build(found, spec, data_dir)
-    files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
-    added = publish.to_dashboard(found, sections, folder)
-    attached = dashboard_server.attach_results(found, workdir_path, folder)
-    click.echo(f"report: {folder / 'index.html'} ({len(files)} files; also report.md)")
-    click.echo(f"optuna-dashboard: summary note, {added} figures and {attached} new artifacts on study "
-               f"'{spec.name}' (hpsearch dashboard)")
+    done = make_report(study.require_study(spec.name, url), spec, folder, workdir=workdir_path, data_dir=data_dir,
+                       tracking_uri=None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path))
+    click.echo(f"report: {folder / 'index.html'} ({len(done.files)} files; also report.md)")
+    click.echo(f"optuna-dashboard: summary note, {done.dashboard_figures} figures and {done.new_artifacts} new "
+               f"artifacts on study '{spec.name}' (hpsearch dashboard)")
     if not no_mlflow:
-        run_id = publish.to_mlflow(found, mlflow_tracking_uri(tracking_uri, workdir_path), folder)
-        click.echo(f"MLflow: logged under report/ on parent run {run_id}" if run_id
+        click.echo(f"MLflow: logged under report/ on parent run {done.mlflow_run_id}" if done.mlflow_run_id
                    else "MLflow: the study has no parent run (it ran with --no-mlflow); nothing logged")
 
 

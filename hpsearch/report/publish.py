@@ -1,15 +1,19 @@
-"""Where a report shows up besides its folder: the optuna-dashboard note and figures of the study, and the
-artifacts of the study's MLflow parent run."""
+"""Making a report and showing it where its readers look: its folder, the study's optuna-dashboard note,
+figures and artifacts, and the artifacts of the study's MLflow parent run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import optuna_dashboard
 
 from hpsearch.mlflow import log_folder
+from hpsearch.report import build, write
 from hpsearch.report.build import Section, walk
+from hpsearch.search.dashboard import attach_results
+from hpsearch.studies import StudySpec
 
 DASHBOARD_FIGURES = ("pareto", "compare_")  # the figures worth a place on the study's dashboard page
 
@@ -40,3 +44,22 @@ def to_mlflow(study: optuna.Study, tracking_uri: str, folder: Path) -> str | Non
     log_folder(tracking_uri, run_id, folder, "report")
     return run_id
 
+
+
+@dataclass(frozen=True)
+class Published:
+    files: list[Path]
+    dashboard_figures: int
+    new_artifacts: int
+    mlflow_run_id: str | None  # None: not logged (no parent run, or MLflow off)
+
+
+def make_report(study: optuna.Study, spec: StudySpec, folder: Path, *, workdir: Path, data_dir: str | None,
+                tracking_uri: str | None) -> Published:
+    """Write the report into ``folder`` and publish it; ``tracking_uri`` None leaves MLflow alone."""
+    sections = build.build(study, spec, data_dir)
+    files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
+    figures = to_dashboard(study, sections, folder)
+    artifacts = attach_results(study, workdir, folder)
+    run_id = to_mlflow(study, tracking_uri, folder) if tracking_uri else None
+    return Published(files, figures, artifacts, run_id)
