@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import warnings
@@ -22,6 +23,14 @@ SQLITE_BUSY_TIMEOUT_S = 60  # several local workers commit to one file; wait for
 # A worker silent this long is taken for dead: its trial is failed (and retried) by the next trial to start.
 # Heartbeats come from a background thread, so a long epoch does not silence them.
 HEARTBEAT_GRACE_S = 180
+
+
+@contextlib.contextmanager
+def experimental_ok():
+    """Heartbeats and their callbacks are experimental in Optuna; using them on purpose needs no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def workdir_path(workdir: str | os.PathLike | None) -> Path:
@@ -91,8 +100,7 @@ def open_storage(url: str, *, create: bool = True, grace_period: int | None = No
         "heartbeat_interval": max(1, grace_period // 6), "grace_period": grace_period,
         "heartbeat_stale_trial_callback": on_stale}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         if engine_kwargs and create:  # searching workers; readers (report, dashboard) take no write lock
             sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from hpsearch.mlflow import check_reachable, tracking_uri
 from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.storage import HEARTBEAT_GRACE_S, open_storage
+from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
 from hpsearch.search.tracking import TrialTracking
 from hpsearch.search.training import resolve_device
 from hpsearch.studies import StudySpec, load_spec
@@ -101,8 +100,7 @@ class StaleTrials:
     MLflow run as FAILED. Tracking is attached once the study (which holds the parent run id) is open."""
 
     def __init__(self) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
         self.tracking: TrialTracking | None = None
 
@@ -144,8 +142,7 @@ def _open_session(spec: StudySpec, options: SearchOptions) -> _Session:
         stale.tracking = tracking
     # A worker killed earlier left its trial RUNNING: fail it (closing its run, queueing its retry) now, or
     # it would hold a place in the budget until some worker's next trial starts.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         optuna.storages.fail_stale_trials(study)
     return _Session(data, study, budget, tracking)
 
