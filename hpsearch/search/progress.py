@@ -24,8 +24,9 @@ class Progress:
             self._say(f"study '{study.study_name}' already has {done} finished trials{running} (budget {total}); "
                       "nothing to run. Raise --n-trials to search more.")
         else:
-            waiting = optuna.trial.TrialState.WAITING  # enqueued, not yet started
-            verb = "resuming" if any(t.state != waiting for t in study.get_trials(deepcopy=False)) else "starting"
+            # Enqueued trials, and those other workers of a fresh start are already running, are not a resume.
+            fresh = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+            verb = "resuming" if any(t.state not in fresh for t in study.get_trials(deepcopy=False)) else "starting"
             self._say(f"{verb} study '{study.study_name}' in {where}: {done}/{total} trials done, "
                       f"running up to {remaining}")
 
