@@ -45,7 +45,6 @@ def to_mlflow(study: optuna.Study, tracking_uri: str, folder: Path) -> str | Non
     return run_id
 
 
-
 @dataclass(frozen=True)
 class Published:
     files: list[Path]
