@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from servers import PG_PASSWORD
 
 from hpsearch.search.budget import Budget, OverBudget
+from hpsearch.search.study import load, open_study
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -39,6 +40,14 @@ def worker(common: list[str], *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+
+
+def test_workers_with_the_same_index_on_two_hosts_sample_apart(spec_file):
+    # Two hosts start `--n-jobs 2` on a new study at once: each has a worker 0, and the study is still empty.
+    spec, storage = load(str(spec_file)), optuna.storages.InMemoryStorage()
+    studies = [open_study(spec, storage, worker=0) for _host in range(2)]
+    first = [study.ask().suggest_float("x", 0.0, 1.0) for study in studies]
+    assert first[0] != first[1]
 
 
 def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,10 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
 
     Optuna stores neither sampler nor pruner, so both are rebuilt from the spec on every start. A seeded
     sampler would replay its first suggestions on resume, so its seed is offset by the trials already run.
-    Workers must not share a seed either, or they propose the same configurations: a worker of --n-jobs
-    adds its index, and a process joining trials that are running elsewhere adds its process id (a search
-    with several workers depends on their timing, so it is not reproducible anyway).
+    Workers must not share a seed either, or they propose the same configurations. Nothing they share tells
+    them apart (indexes and process ids repeat across hosts), so a worker of --n-jobs, and a process joining
+    trials that are running elsewhere, add a random offset: a search with several workers depends on their
+    timing, so it is not reproducible anyway.
     """
     try:
         trials = storage.get_all_trials(storage.get_study_id_from_name(spec.name), deepcopy=False)
@@ -50,9 +51,9 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
         trials = []
     seed = spec.sampler.options.get("seed")
     if seed is not None:
-        seed += len(trials) + 1000 * (worker or 0)
-        if worker is None and any(t.state == TrialState.RUNNING for t in trials):
-            seed += os.getpid()
+        seed += len(trials)
+        if worker is not None or any(t.state == TrialState.RUNNING for t in trials):
+            seed += secrets.randbits(32)
     study = optuna.create_study(
         study_name=spec.name, storage=storage, directions=list(spec.directions), load_if_exists=True,
         sampler=spec.sampler.build(SAMPLERS, **({} if seed is None else {"seed": seed % 2**32})),
