@@ -17,9 +17,10 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from hpsearch.search.lookup import load
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import storage_url
-from hpsearch.search.study import SearchOptions, load, run_search
+from hpsearch.search.study import SearchOptions, run_search
 
 
 def trial_seconds(spec, workdir: Path, epochs: int, tracked: bool) -> list[float]:

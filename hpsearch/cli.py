@@ -8,20 +8,13 @@ import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from hpsearch.errors import HpsearchError
-from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
-from hpsearch.mlflow.ui import serve
-from hpsearch.report.publish import make_report
-from hpsearch.search import dashboard as dashboard_server
-from hpsearch.search import results, study, workers
-from hpsearch.search.predict import predict_with_best
-from hpsearch.search.progress import Progress
-from hpsearch.search.retrain import retrain
+from hpsearch.errors import HpsearchError, Interrupted
 from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
-from hpsearch.studies import builtin_names
 from hpsearch.urls import mask
+
+# Each command imports the library it calls when it runs: torch, mlflow, optuna-dashboard and the report's
+# plotting take seconds to import, and `--help`, `best` and `studies` need none of them.
 
 
 class _UserError(click.ClickException):
@@ -36,7 +29,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except HpsearchError as exc:
             raise _UserError(str(exc)) from None
-        except study.Interrupted as exc:
+        except Interrupted as exc:
             click.echo(str(exc), err=True)
             ctx.exit(130)
 
@@ -48,6 +41,18 @@ def _where(command):
     return click.option("--workdir", type=click.Path(file_okay=False),
                         help="working folder for databases and checkpoints [env HPSEARCH_WORKDIR; "
                              f"default: ./{DEFAULT_WORKDIR}]")(command)
+
+
+def _artifacts(command):
+    return click.option("--artifacts", metavar="FOLDER|s3://BUCKET",
+                        help="artifact store of the trials' checkpoints, shared by every host of a study "
+                             "[env HPSEARCH_ARTIFACTS; default: WORKDIR/artifacts]")(command)
+
+
+def _checkpoints(artifacts: str | None, workdir_path: Path):
+    from hpsearch.search.artifacts import Checkpoints, location
+
+    return Checkpoints(location(artifacts, workdir_path), workdir_path)
 
 
 def _locate(workdir: str | None, storage_option: str | None):
@@ -89,9 +94,10 @@ def main() -> None:
 @click.option("--threads", type=click.IntRange(min=1),
               help="torch threads per worker [default: cores / n-jobs with several workers, else torch's]")
 @click.option("--quiet", is_flag=True, help="no progress lines")
+@_artifacts
 @_where
 def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no_mlflow, register_model, n_jobs,
-        threads, quiet, workdir, storage):
+        threads, quiet, artifacts, workdir, storage):
     """Search a study's space; running it again resumes the same study.
 
     \b
@@ -104,15 +110,19 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no
     Optuna cannot prune those, so every trial trains all its epochs (see the surnames-pareto study).
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
-    spec = study.load(study_ref)
+    from hpsearch.search import lookup, results, study, workers
+    from hpsearch.search.progress import Progress
+
+    spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
     options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
                                   timeout=timeout, epochs=epochs, device=device, tracking_uri=tracking_uri,
-                                  mlflow=not no_mlflow, register_model=register_model, threads=threads)
+                                  mlflow=not no_mlflow, register_model=register_model, threads=threads,
+                                  artifacts=artifacts)
     signal.signal(signal.SIGTERM, workers.raise_terminated)
     if n_jobs > 1:
         workers.run_workers(spec, options, n_jobs, quiet)
-        found = study.require_study(spec.name, url)
+        found = lookup.require_study(spec.name, url)
     else:
         found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
     try:
@@ -132,7 +142,9 @@ def best(study_ref, as_json, workdir, storage):
     Example:
       hpsearch best --study surnames --json
     """
-    summary = results.best_summary(study.require_study(study.study_name(study_ref), _locate(workdir, storage)[1]))
+    from hpsearch.search import lookup, results
+
+    summary = results.best_summary(lookup.require_study(lookup.study_name(study_ref), _locate(workdir, storage)[1]))
     click.echo(json.dumps(summary, indent=2) if as_json else results.format_summary(summary))
 
 
@@ -143,8 +155,9 @@ def best(study_ref, as_json, workdir, storage):
               "[env HPSEARCH_DATA]")
 @click.option("--tracking-uri", metavar="URI", help="[env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
 @click.option("--no-mlflow", is_flag=True, help="do not log the report on the study's MLflow parent run")
+@_artifacts
 @_where
-def report(study_ref, out, data_dir, tracking_uri, no_mlflow, workdir, storage):
+def report(study_ref, out, data_dir, tracking_uri, no_mlflow, artifacts, workdir, storage):
     """Importance, Pareto, comparison and per-class results of a study, as HTML, Markdown and PNG.
 
     \b
@@ -153,10 +166,15 @@ def report(study_ref, out, data_dir, tracking_uri, no_mlflow, workdir, storage):
     Reads the stored trials without locking them, so it works while workers are still running. The summary
     also becomes the study's note in optuna-dashboard, and the folder is logged on its MLflow parent run.
     """
-    spec = study.load(study_ref)
+    from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
+    from hpsearch.report.publish import make_report
+    from hpsearch.search import lookup
+
+    spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
     folder = Path(out) if out else workdir_path / "reports" / spec.name
-    done = make_report(study.require_study(spec.name, url), spec, folder, workdir=workdir_path, data_dir=data_dir,
+    done = make_report(lookup.require_study(spec.name, url), spec, folder,
+                       checkpoints=_checkpoints(artifacts, workdir_path), data_dir=data_dir,
                        tracking_uri=None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path))
     click.echo(f"report: {folder / 'index.html'} ({len(done.files)} files; also report.md)")
     click.echo(f"optuna-dashboard: summary note, {done.dashboard_figures} figures and {done.new_artifacts} new "
@@ -187,7 +205,11 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
     Example:
       hpsearch train --study surnames --trial 25 --seeds 5
     """
-    spec = study.load(study_ref)
+    from hpsearch.search import lookup, study
+    from hpsearch.search.progress import Progress
+    from hpsearch.search.retrain import retrain
+
+    spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
     options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, epochs=epochs,
                                   device=device, tracking_uri=tracking_uri, mlflow=not no_mlflow)
@@ -203,8 +225,9 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
 @click.argument("names", nargs=-1)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_artifacts
 @_where
-def predict(study_ref, names, top_k, as_json, workdir, storage):
+def predict(study_ref, names, top_k, as_json, artifacts, workdir, storage):
     """Classify surnames with the best trial's model; reads one name per line from stdin when none are given.
 
     \b
@@ -212,9 +235,13 @@ def predict(study_ref, names, top_k, as_json, workdir, storage):
       hpsearch predict --study surnames Nakamura Schmidt --top-k 3
       printf 'Nakamura\\nSchmidt\\n' | hpsearch predict --study surnames --json
     """
-    found = study.require_study(study.study_name(study_ref), _locate(workdir, storage)[1])
+    from hpsearch.search import lookup
+    from hpsearch.search.predict import predict_with_best
+
+    workdir_path, url = _locate(workdir, storage)
+    found = lookup.require_study(lookup.study_name(study_ref), url)
     names = names or tuple(line.strip() for line in sys.stdin if line.strip())
-    rows = predict_with_best(found, names, top_k)
+    rows = predict_with_best(found, _checkpoints(artifacts, workdir_path), names, top_k)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -227,22 +254,33 @@ def predict(study_ref, names, top_k, as_json, workdir, storage):
 @click.option("--study", "study_ref", metavar="NAME|FILE.toml", help="print this study's page [default: all]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind; 0.0.0.0 exposes it")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@_artifacts
 @_where
-def dashboard(study_ref, host, port, workdir, storage):
-    """optuna-dashboard on the study storage, with report figures and best checkpoints as study artifacts."""
+def dashboard(study_ref, host, port, artifacts, workdir, storage):
+    """optuna-dashboard on the study storage, with report figures as study artifacts and each completed
+    trial's checkpoint as an artifact of its trial."""
+    from hpsearch.search import dashboard as dashboard_server
+    from hpsearch.search import lookup
+
     workdir_path, url = _locate(workdir, storage)
-    ids = dashboard_server.prepare(url, workdir_path, study.study_name(study_ref) if study_ref else None)
+    store = _checkpoints(artifacts, workdir_path).store
+    ids = dashboard_server.prepare(url, workdir_path, store, lookup.study_name(study_ref) if study_ref else None)
     pages = [f"http://{host}:{port}/dashboard/studies/{number}" for number in ids.values()] or \
         [f"http://{host}:{port}/dashboard"]
     click.echo(f"optuna-dashboard for {mask(url)} at {' '.join(pages)} (Ctrl-C stops it)", err=True)
-    dashboard_server.serve(url, workdir_path, host, port)
+    dashboard_server.serve(url, store, host, port)
 
 
 @main.command()
 @_where
 def studies(workdir, storage):
     """Built-in study specs, and the studies stored with their trial counts and best value."""
-    specs = [study.load(name) for name in builtin_names()]
+    import pandas as pd
+
+    from hpsearch.search import lookup, results
+    from hpsearch.studies import builtin_names
+
+    specs = [lookup.load(name) for name in builtin_names()]
     click.echo("built-in studies:")
     click.echo(pd.DataFrame([{"name": s.name, "task": s.task, "metric": ",".join(s.metrics), "n_trials": s.n_trials,
                               "description": s.description} for s in specs]).to_string(index=False))
@@ -256,6 +294,7 @@ def studies(workdir, storage):
     click.echo(f"\nstored in {mask(url)}:")
     click.echo(pd.DataFrame(rows).to_string(index=False, na_rep="-") if rows else note)
 
+
 @main.command()
 @click.option("--tracking-uri", metavar="URI", help="[env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to bind; 0.0.0.0 exposes it")
@@ -263,6 +302,9 @@ def studies(workdir, storage):
 @click.option("--workdir", type=click.Path(file_okay=False), help="working folder [env HPSEARCH_WORKDIR]")
 def ui(tracking_uri, host, port, workdir):
     """The MLflow UI on the studies' tracking store: one experiment per study, one run per trial."""
+    from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
+    from hpsearch.mlflow.ui import serve
+
     uri = mlflow_tracking_uri(tracking_uri, workdir_path(workdir))
     click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port} (Ctrl-C stops it)", err=True)
     raise SystemExit(serve(uri, host, port))

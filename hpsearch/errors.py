@@ -19,3 +19,7 @@ class StorageError(HpsearchError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the same clean stop as Ctrl-C: the running trial is marked failed."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a search or a retraining; the message says what was kept and how to resume."""

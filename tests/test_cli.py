@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
+from hpsearch.search.resources import check_workers, cores
 
 
 def hpsearch(*args: str) -> tuple[int, str, str]:
@@ -70,7 +71,10 @@ def test_completed_trial_keeps_checkpoint_and_metrics(env, spec_file):
         assert 0 <= attrs["test_accuracy"] <= 1 and 0 <= attrs["test_balanced_accuracy"] <= 1
         assert attrs["val_accuracy"] == trial.value and 1 <= attrs["best_epoch"] <= attrs["epochs"] == 2
         assert attrs["n_params"] > 0 and attrs["epoch_seconds"] > 0 and attrs["samples_per_second"] > 0
-        checkpoint = torch.load(attrs["checkpoint"], weights_only=True)
+        # Stored in the work folder's artifact store by id, not as a path on the worker's disk.
+        [meta] = optuna.artifacts.get_all_artifact_meta(trial, storage=stored(env)._storage)
+        assert meta.artifact_id == attrs["checkpoint_artifact"] and meta.filename == f"trial-{trial.number}.pt"
+        checkpoint = torch.load(env / "artifacts" / meta.artifact_id, weights_only=True)
         assert checkpoint["classes"] == ["Alpha", "Beta", "Gamma"]
         assert checkpoint["hyperparams"] == attrs["hyperparams"]
 
@@ -120,6 +124,15 @@ def bad_files(folder: Path) -> None:
     (folder / "cjk" / "names").mkdir(parents=True)
     (folder / "cjk" / "names" / "Polish.txt").write_text("Nowak\n")
     (folder / "cjk" / "names" / "Chinese.txt").write_text("李\n王\n")
+    (folder / "dropout.toml").write_text(TINY_SPEC.format(epochs=1) + "dropout = { low = 0.0, high = 1.5 }\n")
+    (folder / "escape.toml").write_text('name = "x/../y"\n' + TINY_SPEC.format(epochs=1))
+    (folder / "my study.toml").write_text(TINY_SPEC.format(epochs=1))
+    (folder / "resplit.toml").write_text('name = "tiny"\n' + TINY_SPEC.format(epochs=1).replace("split_seed = 1",
+                                                                                                 "split_seed = 2"))
+    (folder / "folder" / "names" / "Polish.txt").mkdir(parents=True)
+    (folder / "folder" / "names" / "Czech.txt").write_text("Novak\n")
+    write_names(folder / "few", per_language=2)
+    write_names(folder / "other", seed=7)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -140,11 +153,41 @@ def bad_files(folder: Path) -> None:
     (["run", "--study", "tiny.toml", "--n-trials", "0"], "Invalid value for '--n-trials'"),
     (["run", "--study", "tiny.toml", "--n-trials", "-3"], "Invalid value for '--n-trials'"),
     (["run", "--study", "tiny.toml", "--n-jobs", "0"], "Invalid value for '--n-jobs'"),
+    (["run", "--study", "dropout.toml"], "dropout.toml: space.dropout: 1.5 is not a possible dropout (must be >= 0"),
+    (["run", "--study", "escape.toml"], "escape.toml: name must be letters, digits and -_.: starting with"),
+    (["run", "--study", "my study.toml"], "my study.toml: name: 'my study', from the file name, must be letters"),
+    (["run", "--study", "resplit.toml", "--n-trials", "5"],
+     "study 'tiny' cannot resume: it was created with split_seed 1 (spec: 2); restore them in"),
+    (["run", "--study", "tiny.toml", "--n-trials", "5", "--data-dir", "other"],
+     "study 'tiny' cannot resume: the data found now is not the data its trials trained on"),
+    (["run", "--study", "tiny.toml", "--data-dir", "folder"], "Polish.txt: cannot be read (Is a directory)"),
+    (["run", "--study", "tiny.toml", "--data-dir", "few"], "6 names are too few for a val and test split"),
+    (["run", "--study", "tiny.toml", "--storage", "sqlite://"], "an in-memory database keeps nothing"),
+    (["run", "--study", "tiny.toml", "--storage", "sqlite:////proc/hpsearch/optuna.db"],
+     "--storage /proc/hpsearch: cannot create this folder"),
+    (["run", "--study", "tiny.toml", "--workdir", "/proc/hpsearch"], "--workdir /proc/hpsearch: cannot create"),
+    (["run", "--study", "tiny.toml", "--n-trials", "5", "--tracking-uri", "not a uri"],
+     "tracking URI 'not a uri' is not a URI; MLflow takes sqlite:///"),
+    (["run", "--study", "tiny.toml", "--n-trials", "5", "--tracking-uri",
+      "postgresql+psycopg://u:hunter2@127.0.0.1:1/mlflow"],
+     "cannot use MLflow tracking at postgresql+psycopg://u:***@127.0.0.1:1/mlflow: connection failed"),
+    (["run", "--study", "tiny.toml", "--n-trials", "5", "--tracking-uri", "ftp://127.0.0.1/x"],
+     "cannot use MLflow tracking at ftp://127.0.0.1/x"),
+    (["run", "--study", "tiny.toml", "--artifacts", "gs://bucket"], "--artifacts gs://bucket: not a folder or"),
+    (["run", "--study", "tiny.toml", "--artifacts", "s3://bucket/runs"], "give an S3 bucket alone, as s3://BUCKET"),
+    (["run", "--study", "tiny.toml", "--n-jobs", "1000"], "--n-jobs 1000: 1000 workers need about"),
+    (["report", "--study", "tiny.toml", "--out", "/proc/hpsearch", "--no-mlflow"], "--out /proc/hpsearch: cannot"),
 ], ids=lambda value: value[-1] if isinstance(value, list) else None)
 def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,
                                                           args, message):
     shutil.copytree(one_trial_study, env)
-    before = [(t.number, t.state, t.params, t.values) for t in stored(env).trials]
+
+    def what_is_stored():
+        study = stored(env)
+        return (optuna.get_all_study_names(study._storage), study.user_attrs,
+                [(t.number, t.state, t.params, t.values, t.user_attrs) for t in study.trials])
+
+    before = what_is_stored()
     bad_files(tmp_path)
     monkeypatch.chdir(tmp_path)
     code, out, err = hpsearch(*args)
@@ -152,7 +195,7 @@ def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_pa
     assert "Traceback" not in err and "hunter2" not in err + out
     if not message.startswith("Invalid value"):  # click's usage errors come with a usage line
         assert len(err.strip().splitlines()) == 1
-    assert [(t.number, t.state, t.params, t.values) for t in stored(env).trials] == before
+    assert what_is_stored() == before
 
 
 def test_changed_direction_is_refused_and_loses_nothing(env, spec_file, tmp_path):
@@ -195,3 +238,20 @@ def test_a_stop_signal_marks_the_running_trial_failed_and_resume_finishes(env, s
     code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2")
     assert code == 0, err
     assert [t.state for t in stored(env).trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_help_best_and_studies_start_without_torch_mlflow_or_plotting(env, spec_file):
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet", "--no-mlflow")
+    assert code == 0, err
+    heavy = ("torch", "mlflow", "optuna_dashboard", "sklearn", "plotly", "matplotlib")
+    probe = (f"import sys\nfrom hpsearch.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             f"print('imported:', *[name for name in {heavy!r} if name in sys.modules])")
+    for args in (["--help"], ["best", "--study", "tiny"], ["studies"]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+        assert done.stdout.splitlines()[-1] == "imported:", (args, done.stdout)
+
+
+def test_workers_that_oversubscribe_the_cores_are_warned_about():
+    assert check_workers(1, 1) is None
+    warning = check_workers(2, cores())
+    assert warning.startswith(f"warning: 2 workers x {cores()} torch thread")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -19,9 +17,10 @@ from optuna.trial import TrialState
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow.ui import ui_command
+from hpsearch.search.lookup import load
 from hpsearch.search.predict import classify
 from hpsearch.search.progress import Progress
-from hpsearch.search.study import SearchOptions, load, run_search
+from hpsearch.search.study import SearchOptions, run_search
 
 # Enqueued trials make every outcome deterministic: per-trial seeding fixes each one's training.
 SPEC = """
@@ -189,42 +188,6 @@ def test_ui_serves_the_tracking_store_on_localhost(searched):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def test_killed_worker_trial_is_failed_retried_once_and_its_run_closed(tmp_path, data_root, spec_file):
-    workdir = tmp_path / "runs"
-    common = ["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)]
-    run(*common, "--n-trials", "1")
-    storage = f"sqlite:///{workdir / 'optuna.db'}"
-    [finished] = optuna.load_study(study_name="tiny", storage=storage).trials
-    worker = subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, "--n-trials", "2", "--epochs", "1000"],
-                              stderr=subprocess.PIPE, text=True,
-                              env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    for line in worker.stderr:
-        if line.startswith("  trial 1 epoch 3/") or time.monotonic() > deadline:
-            break
-    worker.kill()  # SIGKILL: no handler runs, the trial stays RUNNING and so does its MLflow run
-    worker.wait(timeout=30)
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    killed = optuna.load_study(study_name="tiny", storage=storage).trials[1]
-    assert killed.state == TrialState.RUNNING
-    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "RUNNING"
-
-    time.sleep(3)  # longer than the grace period the resuming worker is given below
-    options = SearchOptions(storage_url=storage, workdir=workdir, data_dir=str(data_root), n_trials=2, epochs=2,
-                            heartbeat_grace=2)
-    trials = run_search(load(str(spec_file)), options, Progress(quiet=True)).trials
-    # The budget (2 finished) is met exactly; the trial finished before the kill is untouched; the killed one
-    # is failed and retried once with the same params.
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert trials[0] == finished
-    assert trials[2].params == killed.params and trials[2].system_attrs["failed_trial"] == 1
-    dead = client.get_run(killed.user_attrs["mlflow_run_id"])
-    assert dead.info.status == "FAILED" and dead.data.tags["fail_reason"] == "its worker stopped sending heartbeats"
-    run_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
-    assert len(set(run_ids)) == 3
-    assert client.get_run(run_ids[2]).info.status == "FINISHED"
 
 
 def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path, data_root, spec_file,

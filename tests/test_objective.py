@@ -8,6 +8,7 @@ import torch
 from optuna.trial import TrialState
 
 from hpsearch.datasets import TASKS, surnames
+from hpsearch.search.artifacts import Folder
 from hpsearch.search.objective import Objective
 from hpsearch.search.training import TrainingDiverged
 from hpsearch.studies import load_spec
@@ -20,7 +21,7 @@ def objective(spec_file, data_root, tmp_path, epochs=2) -> Objective:
     spec = load_spec(str(spec_file), TASKS)
     data = surnames.load(data_root, split_seed=spec.data.split_seed)
     return Objective(spec, data, max_epochs=epochs, device=torch.device("cpu"),
-                     checkpoint_dir=tmp_path / "checkpoints", hooks=[])
+                     checkpoints=Folder(tmp_path / "checkpoints"), hooks=[])
 
 
 def test_a_trial_is_reproducible_from_its_params(spec_file, data_root, tmp_path):

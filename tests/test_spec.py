@@ -70,10 +70,41 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\ncell = "gru"',
      "enqueue[0].cell: not a searched parameter of the space"),
     ('[data]\nval_fraction = 0.6\ntest_fraction = 0.5', "data: val_fraction + test_fraction must leave"),
+    ('[data]\nsplit_seed = "one"', "data.split_seed: must be a whole number, got 'one'"),
+    # Ranges outside what the model, optimizers and loss accept fail at load, not in a trial.
+    ('[space]\ndropout = { low = 0.0, high = 1.5 }', "space.dropout: 1.5 is not a possible dropout (must be >= 0 and < 1)"),
+    ('[space]\ndropout = 1.0', "space.dropout.value: 1.0 is not a possible dropout"),
+    ('[space]\nlr = { low = 0.0, high = 0.1 }', "space.lr: 0.0 is not a possible lr (must be > 0)"),
+    ('[space]\nhidden_size = { choices = [0, 64] }', "space.hidden_size.choices: 0 is not a possible hidden_size"),
+    ('[space]\nnum_layers = { low = 0, high = 3 }', "space.num_layers: 0 is not a possible num_layers (must be >= 1)"),
+    ('[space]\nbatch_size = -8', "space.batch_size.value: -8 is not a possible batch_size"),
+    ('[space]\nweight_decay = { low = -0.1, high = 0.1 }', "space.weight_decay: -0.1 is not a possible weight_decay"),
+    ('[space]\nmomentum = { low = 0.0, high = 1.0 }', "space.momentum: 1.0 is not a possible momentum"),
+    ('[space]\nclass_balance = { low = 0.0, high = 2.0 }', "space.class_balance: 2.0 is not a possible class_balance"),
+    ('[space]\nlr = { low = nan, high = 0.1 }', "space.lr.low: must be a finite number, got nan"),
+    ('[space]\ngrad_clip = { low = 1.0, high = inf }', "space.grad_clip.high: must be a finite number, got inf"),
+    ('[space]\nhidden_size = { low = 8, high = 64, log = true, step = 2 }', "space.hidden_size: step and log cannot"),
+    ('name = "../escape"', "name must be letters, digits and -_.: starting with a letter or digit, with no path"),
+    ('name = "a/b"', "name must be letters, digits"),
+    ('name = 7', "name must be letters, digits"),
+    ('description = ["x"]', "description: must be a string"),
+    ('[sampler]\nseed = "zero"', "sampler.seed: must be a whole number, got 'zero'"),
+    ('[sampler]\nn_startup_trials = 2.5', "sampler.n_startup_trials: must be a whole number like its default (10)"),
+    ('[pruner]\nn_warmup_steps = "3"', "pruner.n_warmup_steps: must be a whole number like its default (0)"),
 ])
 def test_single_problems(tmp_path, body, expected):
     found = problems(tmp_path, f'task = "surnames"\n{body}\n')
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_name_taken_from_the_file_name_is_checked_too(tmp_path):
+    path = tmp_path / "my study.toml"
+    path.write_text('task = "surnames"\n', encoding="utf-8")
+    with pytest.raises(SpecError, match="name: 'my study', from the file name, must be letters"):
+        load_spec(str(path), TASKS)
+    fine = tmp_path / "my-study:v1.2.toml"
+    fine.write_text('task = "surnames"\n', encoding="utf-8")
+    assert load_spec(str(fine), TASKS).name == "my-study:v1.2"
 
 
 def test_malformed_toml_names_file_and_line(tmp_path):

@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from servers import PG_PASSWORD
 
 from hpsearch.search.budget import Budget, OverBudget
-from hpsearch.search.study import load, open_study
+from hpsearch.search.lookup import load
+from hpsearch.search.study import open_study
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 

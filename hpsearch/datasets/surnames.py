@@ -74,6 +74,9 @@ def read_pairs(folder: Path) -> list[tuple[str, str]]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:  # a folder named like a file, a dangling link, no permission
+            raise DataError(f"{path}: cannot be read ({exc.strerror}); make it a text file of surnames or "
+                            "remove it") from None
         names = [name for name in map(fold_ascii, lines) if name.strip()]
         if not names:
             raise DataError(f"{path}: no name in it has a letter of the alphabet ({ALPHABET!r}; accents are "
@@ -118,6 +121,10 @@ def load(root: str | Path | None = None, *, val_fraction: float = 0.1, test_frac
         raise DataError(f"surname data needs at least two <Language>.txt files with names, found {len(classes)}")
     label = {language: i for i, language in enumerate(classes)}
     parts = split_by_name(pairs, val_fraction, test_fraction, split_seed)
+    if empty := [name for name, rows in parts.items() if not rows]:
+        raise DataError(f"{len(pairs)} names are too few for a {' and '.join(empty)} split with the spec's "
+                        f"[data] fractions (val {val_fraction}, test {test_fraction}); add names or raise the "
+                        "fractions")
     splits = {name: tensorise(encode(n for n, _ in rows), [label[lang] for _, lang in rows])
               for name, rows in parts.items()}
     fingerprint = hashlib.sha256("\n".join(f"{n}\t{lang}" for n, lang in pairs).encode()).hexdigest()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import sqlalchemy
+import sqlalchemy.exc
 import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -34,11 +36,53 @@ MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
 # Ctrl-C or SIGTERM as FAIL, but in MLflow a run someone stopped is KILLED.
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
 HEALTH_TIMEOUT_S = 5
+# What MLflow logs while a store is opened: "Creating initial MLflow database tables...", and a warning
+# before a Databricks URI's own error.
+CONNECT_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.databricks_utils")
+LOCKED_RETRIES = 6  # waits 0.1 s, doubling, about 6 s in all
+
+
+class _PatientClient(MlflowClient):
+    """An MlflowClient whose writes wait out a locked SQLite store.
+
+    SQLite's busy timeout does not cover two connections that both read and then want to write: one gets
+    "database is locked" at once, which MLflow reports as TEMPORARILY_UNAVAILABLE. Seen when one Ctrl-C stops
+    two workers and both close their runs in the same instant. The write was rolled back, so it is tried again.
+    """
+
+    def _retry(self, write, *args, **kwargs):
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                return write(*args, **kwargs)
+            except MlflowException as exc:
+                if exc.error_code != "TEMPORARILY_UNAVAILABLE":
+                    raise
+            time.sleep(0.1 * 2 ** attempt)
+        return write(*args, **kwargs)
+
+    def create_run(self, *args, **kwargs):
+        return self._retry(super().create_run, *args, **kwargs)
+
+    def log_batch(self, *args, **kwargs):
+        return self._retry(super().log_batch, *args, **kwargs)
+
+    def set_terminated(self, *args, **kwargs):
+        return self._retry(super().set_terminated, *args, **kwargs)
+
+    def update_run(self, *args, **kwargs):
+        return self._retry(super().update_run, *args, **kwargs)
 
 
 def check_reachable(uri: str) -> None:
-    """A tracking server must answer now: MLflow's client would retry a dead one for minutes."""
+    """The tracking store must be usable now, before a study is created or changed for it.
+
+    A server must answer its health check (MLflow's client would retry a dead one for minutes); a database
+    store is opened (which creates it, once, before any worker starts) and read.
+    """
     if not uri.startswith(("http://", "https://")):
+        with _errors(uri), _quiet(*CONNECT_LOGGERS):
+            _connect_once(uri)
+            MlflowClient(uri).search_experiments(max_results=1)
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S):
@@ -51,24 +95,51 @@ def check_reachable(uri: str) -> None:
                             "or pass --no-mlflow") from None
 
 
+def _connect_once(uri: str) -> None:
+    """Connect to a database store once: MLflow retries an unreachable one for over a minute."""
+    try:
+        backend = sqlalchemy.engine.make_url(uri).get_backend_name()
+    except sqlalchemy.exc.ArgumentError:
+        return  # not a database URL (databricks, ...): MLflow says what is wrong with it
+    if backend == "sqlite":
+        return
+    try:
+        engine = sqlalchemy.create_engine(uri)
+    except ImportError:
+        raise HpsearchError(f"no database driver for {mask(uri).split('://')[0]} is installed for the MLflow "
+                            "tracking store; for PostgreSQL install hpsearch[postgres]") from None
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def tracking_uri(explicit: str | None, workdir: Path) -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else SQLite in the working folder.
 
     The SQLite default waits up to a minute for the write lock (sqlite3's ``timeout``): with several local
-    workers closing runs at once, the 5-second default ran out on a loaded machine.
+    workers closing runs at once, the 5-second default ran out on a loaded machine. A bare path would be
+    MLflow's file store, which MLflow 3 refuses: say what it takes instead.
     """
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}?timeout=60"
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}?timeout=60"
+    if "://" not in uri and uri not in ("databricks", "databricks-uc"):
+        raise HpsearchError(f"tracking URI {uri!r} is not a URI; MLflow takes sqlite:///PATH/mlflow.db, "
+                            "postgresql+psycopg://..., or http(s)://SERVER (--tracking-uri or MLFLOW_TRACKING_URI)")
+    return uri
 
 
 @contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet(*logger_names: str):
+    loggers = [logging.getLogger(name) for name in logger_names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _now_ms() -> int:
@@ -91,8 +162,8 @@ def _experiment_id(client: MlflowClient, study_name: str, tracking_uri: str, art
 
 def _connect(tracking_uri: str, study_name: str, artifact_root: Path) -> tuple[MlflowClient, str]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    with _quiet("mlflow.store.db.utils"):  # "Creating initial MLflow database tables..."
-        client = MlflowClient(tracking_uri)
+    with _quiet(*CONNECT_LOGGERS):
+        client = _PatientClient(tracking_uri)
         return client, _experiment_id(client, study_name, tracking_uri, artifact_root)
 
 
@@ -100,9 +171,10 @@ def _connect(tracking_uri: str, study_name: str, artifact_root: Path) -> tuple[M
 def _errors(tracking_uri: str):
     try:
         yield
-    except MlflowException as exc:
+    except (MlflowException, sqlalchemy.exc.SQLAlchemyError) as exc:
+        reason = exc.message if isinstance(exc, MlflowException) else str(getattr(exc, "orig", None) or exc)
         raise HpsearchError(f"cannot use MLflow tracking at {mask(tracking_uri)}: "
-                            f"{exc.message.splitlines()[0]}; pass --tracking-uri or --no-mlflow") from None
+                            f"{reason.strip().splitlines()[0]}; pass --tracking-uri or --no-mlflow") from None
 
 
 class StudyTracking:

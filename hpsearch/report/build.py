@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from hpsearch.report import analysis, figures
 from hpsearch.report.classes import ClassResults, class_results
 from hpsearch.search import results
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.studies import StudySpec
 
 PARAM_COLUMNS = ["cell", "implementation", "nonlinearity", "bidirectional", "num_layers", "hidden_size",
@@ -44,14 +45,14 @@ def _duration(delta: pd.Timedelta) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m {seconds % 60:02d}s"
 
 
-def build(study: optuna.Study, spec: StudySpec, data_dir: str | None) -> list[Section]:
+def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: Checkpoints) -> list[Section]:
     frame = analysis.trials_frame(study)
     multi = len(study.directions) > 1
     if multi:  # every section below reads the first objective, the validation metric, as "value"
         frame["value"] = frame["values_0"]
     metric = study.user_attrs.get("metric", spec.metric)
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return [_summary(study, frame, spec, metric, multi), _classes(study, spec, data_dir),
+    return [_summary(study, frame, spec, metric, multi), _classes(study, spec, data_dir, checkpoints),
             _importance(study, metric), _pareto(frame, metric), _comparisons(frame, metric, maximize),
             _dynamics(study, metric, multi)]
 
@@ -96,13 +97,13 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
     return section
 
 
-def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None) -> Section:
+def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: Checkpoints) -> Section:
     section = Section("Per-class results of the best model")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         section.text.append("No completed trial yet.")
         return section
     best = results.best_trial(study)
-    per_class = class_results(best, spec, data_dir)
+    per_class = class_results(best, spec, data_dir, checkpoints)
     if not isinstance(per_class, ClassResults):
         section.text.append(f"Not computed: {per_class}.")
         return section

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 import pandas as pd
 
-from hpsearch.datasets import TASKS
-from hpsearch.search.objective import load_checkpoint
+from hpsearch.datasets import load_data
+from hpsearch.errors import HpsearchError
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.training import evaluate
 from hpsearch.studies import StudySpec
 
@@ -26,13 +26,14 @@ class ClassResults:
         return [(a, b, int(count)) for (a, b), count in off_diagonal.nlargest(n).items() if count > 0]
 
 
-def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: str | None) -> ClassResults | str:
+def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: str | None,
+                  checkpoints: Checkpoints) -> ClassResults | str:
     """The results, or a one-line reason they cannot be computed here."""
-    path = trial.user_attrs.get("checkpoint")
-    if not path or not Path(path).is_file():
-        return f"trial {trial.number}'s checkpoint is not on this machine ({path}); run the report where it is"
-    model = load_checkpoint(path)
-    data = TASKS[spec.task](data_dir, **dataclasses.asdict(spec.data))
+    try:
+        model = checkpoints.load(trial)
+    except HpsearchError as exc:
+        return str(exc)
+    data = load_data(spec.task, data_dir, **dataclasses.asdict(spec.data))
     if tuple(model.classes) != tuple(data.classes):
         return f"trial {trial.number} was trained on other classes than the data found now; check --data-dir"
     names = list(data.classes)

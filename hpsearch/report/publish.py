@@ -12,7 +12,9 @@ import optuna_dashboard
 from hpsearch.mlflow import log_folder
 from hpsearch.report import build, write
 from hpsearch.report.build import Section, walk
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.dashboard import attach_results
+from hpsearch.search.storage import ensure_folder
 from hpsearch.studies import StudySpec
 
 DASHBOARD_FIGURES = ("pareto", "compare_")  # the figures worth a place on the study's dashboard page
@@ -53,12 +55,13 @@ class Published:
     mlflow_run_id: str | None  # None: not logged (no parent run, or MLflow off)
 
 
-def make_report(study: optuna.Study, spec: StudySpec, folder: Path, *, workdir: Path, data_dir: str | None,
-                tracking_uri: str | None) -> Published:
+def make_report(study: optuna.Study, spec: StudySpec, folder: Path, *, checkpoints: Checkpoints,
+                data_dir: str | None, tracking_uri: str | None) -> Published:
     """Write the report into ``folder`` and publish it; ``tracking_uri`` None leaves MLflow alone."""
-    sections = build.build(study, spec, data_dir)
+    ensure_folder(folder, "--out")
+    sections = build.build(study, spec, data_dir, checkpoints)
     files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
     figures = to_dashboard(study, sections, folder)
-    artifacts = attach_results(study, workdir, folder)
+    artifacts = attach_results(study, checkpoints.store, folder)
     run_id = to_mlflow(study, tracking_uri, folder) if tracking_uri else None
     return Published(files, figures, artifacts, run_id)

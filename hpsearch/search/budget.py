@@ -54,9 +54,12 @@ class FailureStreak:
 
     def __init__(self) -> None:
         self.reasons: list[str] = []
+        self.last = ""  # why this worker's last failed trial failed, whatever the cause
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         reason = trial.user_attrs.get("fail_reason", "")
+        if trial.state == TrialState.FAIL:
+            self.last = reason
         if trial.state != TrialState.FAIL or reason.startswith(("TrainingDiverged", "not run")):
             self.reasons.clear()
             return

@@ -5,34 +5,26 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from hpsearch.search.results import best_trial
 from hpsearch.search.storage import open_storage
 
-
-def artifact_store(workdir: Path) -> FileSystemArtifactStore:
-    folder = workdir / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(folder))
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 def _digest(stream) -> str:
     return hashlib.sha256(stream.read()).hexdigest()
 
 
-def attach_results(study: optuna.Study, workdir: Path, report_folder: Path | None = None) -> int:
-    """Attach the report's figures and Markdown and the best trial's checkpoint to the study, skipping files
-    attached before with the same name and bytes; returns how many were added."""
-    store = artifact_store(workdir)
-    folder = report_folder or workdir / "reports" / study.study_name
+def attach_results(study: optuna.Study, store: ArtifactStore, folder: Path) -> int:
+    """Attach the report's figures and Markdown to the study, skipping files attached before with the same
+    name and bytes; returns how many were added. (Each trial's checkpoint is already an artifact of its trial.)"""
     files = sorted(folder.glob("*.png")) + sorted(folder.glob("*.md"))
-    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        checkpoint = Path(best_trial(study).user_attrs.get("checkpoint", ""))
-        files += [checkpoint] if checkpoint.is_file() else []
     existing: dict[str, set[str]] = {}
     for meta in get_all_artifact_meta(study):
         with store.open_reader(meta.artifact_id) as reader:
@@ -48,18 +40,19 @@ def attach_results(study: optuna.Study, workdir: Path, report_folder: Path | Non
     return added
 
 
-def prepare(storage_url: str, workdir: Path, study_name: str | None) -> dict[str, int]:
-    """Attach each study's results (or the named study's); returns study name -> id, for the page URLs."""
+def prepare(storage_url: str, workdir: Path, store: ArtifactStore, study_name: str | None) -> dict[str, int]:
+    """Attach each study's report files (or the named study's); returns study name -> id, for the page URLs."""
     storage = open_storage(storage_url, create=False)
     names = [study_name] if study_name else [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
     ids = {}
     for name in names:
-        attach_results(optuna.load_study(study_name=name, storage=storage), workdir)
+        attach_results(optuna.load_study(study_name=name, storage=storage), store, workdir / "reports" / name)
         ids[name] = storage.get_study_id_from_name(name)
     return ids
 
 
-def serve(storage_url: str, workdir: Path, host: str, port: int) -> None:
-    """Serve every study of the storage; blocks until interrupted."""
+def serve(storage_url: str, store: ArtifactStore, host: str, port: int) -> None:
+    """Serve every study of the storage, with the trials' checkpoints and the reports' files; blocks until
+    interrupted."""
     optuna_dashboard.run_server(open_storage(storage_url, create=False), host=host, port=port,
-                                artifact_store=artifact_store(workdir))
+                                artifact_store=store)

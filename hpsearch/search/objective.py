@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import optuna
 import torch
@@ -14,8 +14,19 @@ import torch
 from hpsearch.datasets.batching import shuffled_batches
 from hpsearch.errors import Terminated
 from hpsearch.models import RecurrentClassifier
-from hpsearch.search.training import class_weights, evaluate, make_optimizer, train_epoch
+from hpsearch.search.training import (
+    class_weights,
+    evaluate,
+    make_optimizer,
+    train_epoch,
+)
 from hpsearch.studies import Hyperparams, StudySpec
+
+
+class CheckpointSink(Protocol):
+    """Where a completed trial's best weights go; returns the user attrs that find them again."""
+
+    def save(self, trial: optuna.Trial, payload: dict[str, Any]) -> dict[str, str]: ...
 
 
 class TrialHooks(Protocol):
@@ -34,9 +45,9 @@ def build_model(hp: Hyperparams, vocab_size: int, classes: Sequence[str]) -> Rec
     return model
 
 
-def load_checkpoint(path: str | Path) -> RecurrentClassifier:
-    """The model a completed trial saved, in eval mode."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(source: str | Path | BinaryIO) -> RecurrentClassifier:
+    """The model a completed trial saved (a file, or its bytes), in eval mode."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     model = build_model(Hyperparams(**checkpoint["hyperparams"]), checkpoint["vocab_size"], checkpoint["classes"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
@@ -44,9 +55,9 @@ def load_checkpoint(path: str | Path) -> RecurrentClassifier:
 
 class Objective:
     def __init__(self, spec: StudySpec, data: Any, *, max_epochs: int, device: torch.device,
-                 checkpoint_dir: Path, hooks: Sequence[TrialHooks], seed: int | None = None) -> None:
+                 checkpoints: CheckpointSink, hooks: Sequence[TrialHooks], seed: int | None = None) -> None:
         self.spec, self.max_epochs, self.device, self.seed = spec, max_epochs, device, seed
-        self.checkpoint_dir, self.hooks = checkpoint_dir, hooks
+        self.checkpoints, self.hooks = checkpoints, hooks
         self.data = data
         self.splits = {name: split.to(device) for name, split in data.splits().items()}
         self.maximize = spec.direction == "maximize"
@@ -126,7 +137,7 @@ class Objective:
         cost["n_params"] = sum(p.numel() for p in model.parameters())
         self._record(trial, **cost, val_accuracy=best_val.accuracy, val_balanced_accuracy=best_val.balanced_accuracy,
                      test_accuracy=test_result.accuracy, test_balanced_accuracy=test_result.balanced_accuracy,
-                     checkpoint=self._save(trial, hp, best_state))
+                     **self.checkpoints.save(trial, self._payload(hp, best_state)))
         if self.spec.multi_objective:
             return best_value, float(cost[self.spec.metrics[1]])
         return best_value
@@ -136,11 +147,7 @@ class Objective:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
 
-    def _save(self, trial: optuna.Trial, hp: Any, state: dict[str, torch.Tensor]) -> str:
-        """Write the best epoch's weights with what is needed to use them; returns the file's path."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_dir / f"trial-{trial.number}.pt"
-        torch.save({"task": self.spec.task, "classes": list(self.data.classes), "vocab_size": self.data.vocab_size,
-                    "hyperparams": dataclasses.asdict(hp),
-                    "state_dict": {k: v.cpu() for k, v in state.items()}}, path)
-        return str(path)
+    def _payload(self, hp: Hyperparams, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The best epoch's weights with what is needed to use them (see load_checkpoint)."""
+        return {"task": self.spec.task, "classes": list(self.data.classes), "vocab_size": self.data.vocab_size,
+                "hyperparams": dataclasses.asdict(hp), "state_dict": {k: v.cpu() for k, v in state.items()}}

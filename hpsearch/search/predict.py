@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -11,8 +10,7 @@ import torch
 
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import tensorise
-from hpsearch.errors import HpsearchError
-from hpsearch.search.objective import load_checkpoint
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.results import best_trial
 
 
@@ -37,14 +35,11 @@ def classify(model: torch.nn.Module, names: Sequence[str], top_k: int = 3) -> li
     return results
 
 
-def predict_with_best(study: optuna.Study, names: Sequence[str], top_k: int) -> list[dict[str, Any]]:
+def predict_with_best(study: optuna.Study, checkpoints: Checkpoints, names: Sequence[str],
+                      top_k: int) -> list[dict[str, Any]]:
     """Per name, the best trial's top-k languages; a name with no letter of the alphabet gets none and a reason."""
     trial = best_trial(study)
-    checkpoint = Path(trial.user_attrs.get("checkpoint", ""))
-    if not checkpoint.is_file():
-        raise HpsearchError(f"trial {trial.number}'s checkpoint is not on this machine ({checkpoint}); "
-                            "predict where the search ran, or copy its checkpoints/ folder")
-    ranked = classify(load_checkpoint(checkpoint), names, top_k)
+    ranked = classify(checkpoints.load(trial), names, top_k)
     return [{"name": name, "trial": trial.number,
              "predictions": [{"language": language, "probability": p} for language, p in top],
              **({} if top else {"error": f"no letter of the alphabet ({surnames.ALPHABET!r}) in it"})}

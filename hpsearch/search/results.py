@@ -12,7 +12,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.search.storage import open_storage
 
 SUMMARY_ATTRS = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy",
-                 "best_epoch", "epochs", "epoch_seconds", "samples_per_second", "n_params", "seed", "checkpoint")
+                 "best_epoch", "epochs", "epoch_seconds", "samples_per_second", "n_params", "seed", "checkpoint_artifact")
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:

@@ -14,12 +14,14 @@ import optuna
 import pandas as pd
 import torch
 
-from hpsearch.datasets import TASKS
-from hpsearch.errors import HpsearchError
+from hpsearch.datasets import load_data
+from hpsearch.errors import HpsearchError, Interrupted
 from hpsearch.mlflow import StudyTracking, check_reachable, tracking_uri
+from hpsearch.search.artifacts import Folder
+from hpsearch.search.lookup import require_study
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.study import Interrupted, SearchOptions, require_study
+from hpsearch.search.study import SearchOptions
 from hpsearch.search.tracking import FINAL_METRICS
 from hpsearch.search.training import resolve_device
 from hpsearch.studies import Hyperparams, StudySpec
@@ -60,7 +62,7 @@ def retrain(spec: StudySpec, options: SearchOptions, number: int, first_seed: in
     source = trials[number]
     if options.threads:
         torch.set_num_threads(options.threads)
-    data = TASKS[spec.task](options.data_dir, **dataclasses.asdict(spec.data))
+    data = load_data(spec.task, options.data_dir, **dataclasses.asdict(spec.data))
     uri = tracking_uri(options.tracking_uri, options.workdir) if options.mlflow else None
     if uri:
         check_reachable(uri)
@@ -71,7 +73,7 @@ def retrain(spec: StudySpec, options: SearchOptions, number: int, first_seed: in
     for seed in range(first, first + n_seeds):
         run = _RunTracking(tracking, spec.name, number, seed) if tracking else None
         objective = Objective(spec, data, max_epochs=max_epochs, device=resolve_device(options.device),
-                              checkpoint_dir=options.workdir / "checkpoints" / spec.name / "retrain" / f"seed-{seed}",
+                              checkpoints=Folder(options.workdir / "checkpoints" / spec.name / "retrain" / f"seed-{seed}"),
                               hooks=[progress, *([run] if run else [])], seed=seed)
         # The full configuration, not only the sampled params: the spec may have gained parameters since the
         # search, and a field added to Hyperparams since then keeps the default the trial trained with.

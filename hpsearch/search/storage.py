@@ -33,6 +33,16 @@ def experimental_ok():
         yield
 
 
+def ensure_folder(path: Path, setting: str) -> Path:
+    """Create ``path`` (and its parents) if needed; a folder that cannot be made is the user's to fix."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{setting} {path}: cannot create this folder ({exc.strerror}); give a folder this user "
+                           "can write") from None
+    return path
+
+
 def workdir_path(workdir: str | os.PathLike | None) -> Path:
     return Path(workdir or os.environ.get("HPSEARCH_WORKDIR") or DEFAULT_WORKDIR).expanduser().resolve()
 
@@ -90,11 +100,14 @@ def open_storage(url: str, *, create: bool = True, grace_period: int | None = No
     """
     parsed = _parse(url)
     engine_kwargs = {}
+    if parsed.get_backend_name() == "sqlite" and sqlite_file(url) is None:
+        raise StorageError(f"--storage {mask(url)}: an in-memory database keeps nothing after the run; give a file, "
+                           "e.g. sqlite:///path/optuna.db")
     if path := sqlite_file(url):
         if not create and not path.is_file():
             raise StorageError(f"no study storage at {path}; run `hpsearch run` first or pass --workdir/--storage")
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_folder(path.parent, "--storage")
         engine_kwargs = _sqlite_engine_kwargs(path)
     heartbeat = {} if grace_period is None else {
         "heartbeat_interval": max(1, grace_period // 6), "grace_period": grace_period,

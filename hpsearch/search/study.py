@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,29 +14,29 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpsearch.datasets import TASKS
-from hpsearch.errors import HpsearchError, SpecError, StorageError, Terminated
+from hpsearch.datasets import load_data
+from hpsearch.errors import HpsearchError, Interrupted, StorageError, Terminated
 from hpsearch.mlflow import check_reachable, tracking_uri
+from hpsearch.search import liveness
+from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
-from hpsearch.search.tracking import TrialTracking
+from hpsearch.search.storage import (
+    HEARTBEAT_GRACE_S,
+    ensure_folder,
+    experimental_ok,
+    open_storage,
+)
+from hpsearch.search.tracking import RUN_ATTR, TrialTracking
 from hpsearch.search.training import resolve_device
-from hpsearch.studies import StudySpec, load_spec
+from hpsearch.studies import StudySpec
 from hpsearch.studies.spec import PRUNERS, SAMPLERS
 from hpsearch.urls import mask
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during a search; the message says what was kept and how to resume."""
-
-
-def load(ref: str) -> StudySpec:
-    return load_spec(ref, TASKS)
-
-
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: int | None = None) -> optuna.Study:
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: int | None = None,
+               fingerprint: str | None = None) -> optuna.Study:
     """Create the spec's study, or resume it with the same sampler and pruner settings.
 
     Optuna stores neither sampler nor pruner, so both are rebuilt from the spec on every start. A seeded
@@ -66,17 +67,42 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
         raise StorageError(f"study '{spec.name}' is stored to {_objective_text(*stored)}, but {spec.path} says to "
                            f"{_objective_text(spec.metrics, spec.directions)}; give the spec another `name` or "
                            "use another --workdir")
+    data = {**dataclasses.asdict(spec.data), **({"fingerprint": fingerprint} if fingerprint else {})}
+    _check_same_data(study, spec, data)
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
         study.set_user_attr("metrics", list(spec.metrics))
         study.set_user_attr("task", spec.task)
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
+    if "data" not in study.user_attrs:  # a new study, or one stored before the data settings were kept
+        study.set_user_attr("data", data)
     return study
+
+
+def _check_same_data(study: optuna.Study, spec: StudySpec, data: dict[str, Any]) -> None:
+    """Refuse to resume a study with another task, split or data: its trials would not be comparable."""
+    stored = {"task": study.user_attrs.get("task", spec.task), **study.user_attrs.get("data", data)}
+    wanted = {"task": spec.task, **data}
+    differ = [key for key in wanted if key in stored and stored[key] != wanted[key]]
+    if not differ:
+        return
+    if differ == ["fingerprint"]:
+        problem = ("the data found now is not the data its trials trained on (fingerprint "
+                   f"{wanted['fingerprint'][:12]}, stored {stored['fingerprint'][:12]}); point --data-dir at that data")
+    else:
+        settings = ", ".join(f"{key} {stored[key]!r} (spec: {wanted[key]!r})" for key in differ if key != "fingerprint")
+        problem = f"it was created with {settings}; restore them in {spec.path}"
+    raise StorageError(f"study '{spec.name}' cannot resume: {problem}, give the spec another `name`, or use "
+                       "another --workdir")
 
 
 def _objective_text(metrics, directions) -> str:
     return " and ".join(f"{d} {m}" for m, d in zip(metrics, directions, strict=False))
+
+
+# How often a worker waiting for other processes' trials looks at the study again.
+WAIT_POLL_S = 2
 
 
 @dataclass(frozen=True)
@@ -91,24 +117,48 @@ class SearchOptions:
     tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else SQLite in the working folder
     mlflow: bool = True
     register_model: str | None = None
+    artifacts: str | None = None  # artifact store for checkpoints; None: HPSEARCH_ARTIFACTS, else WORKDIR/artifacts
     heartbeat_grace: int = HEARTBEAT_GRACE_S
     threads: int | None = None  # torch threads in this process; None: torch's default
     worker: int | None = None  # index among the --n-jobs workers of one command
 
 
 class StaleTrials:
-    """Optuna's callback for a trial whose worker died: retry it once with the same params, and close its
-    MLflow run as FAILED. Tracking is attached once the study (which holds the parent run id) is open."""
+    """Optuna's callback for a trial whose worker died (its heartbeats stopped, or its process on this host is
+    gone): close its MLflow run as FAILED, queue it once more with the same params, and say so. Tracking is
+    attached once the study (which holds the parent run id) is open."""
 
-    def __init__(self) -> None:
+    MAX_RETRY = 1
+
+    def __init__(self, progress: Progress) -> None:
         with experimental_ok():
-            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=self.MAX_RETRY)
+        self.progress = progress
         self.tracking: TrialTracking | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if self.tracking:
             self.tracking.stale(trial)
-        self.retry(study, trial)
+        with experimental_ok():
+            earlier = RetryHeartbeatStaleTrialCallback.retry_history(trial)
+        # The copy queued again must not carry the dead run's owner or MLflow run id.
+        self.retry(study, liveness.to_retry(trial, RUN_ATTR))
+        self.progress.dead(trial, retried=len(earlier) < self.MAX_RETRY, first=earlier[0] if earlier else None)
+
+
+def _fail_dead(session: _Session) -> None:
+    """Fail (and queue again) the trials whose worker died: on this host at once, elsewhere by heartbeat."""
+    with experimental_ok():
+        liveness.fail_gone(session.study, session.stale)
+        optuna.storages.fail_stale_trials(session.study)
+
+
+def _wait_for_others(session: _Session, progress: Progress, grace: int) -> None:
+    """The budget is filled, but only because trials still run in other processes: show them, and wait for
+    them to finish, or to die (so that this worker runs their retries)."""
+    progress.waiting(liveness.running_elsewhere(session.storage, session.study), grace)
+    time.sleep(WAIT_POLL_S)
+    _fail_dead(session)
 
 
 @dataclass
@@ -116,45 +166,51 @@ class _Session:
     """What one process searches with: the data, the opened study and its MLflow tracking."""
 
     data: Any
+    storage: optuna.storages.BaseStorage
     study: optuna.Study
     budget: Budget
+    stale: StaleTrials
+    checkpoints: Checkpoints
     tracking: TrialTracking | None
 
 
-def _open_session(spec: StudySpec, options: SearchOptions) -> _Session:
+def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, data: Any = None) -> _Session:
     # Progress lines replace Optuna's own logs, which print a traceback for every failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Data first, then the tracking server: a missing folder or an unreachable server must fail before
     # the study is created or touched.
-    data = TASKS[spec.task](options.data_dir, **dataclasses.asdict(spec.data))
+    ensure_folder(options.workdir, "--workdir")
+    if data is None:
+        data = load_data(spec.task, options.data_dir, **dataclasses.asdict(spec.data))
     uri = tracking_uri(options.tracking_uri, options.workdir) if options.mlflow else None
     if uri:
         check_reachable(uri)
-    stale = StaleTrials()
-    study = open_study(spec, open_storage(options.storage_url, grace_period=options.heartbeat_grace,
-                                          on_stale=stale), options.worker)
+    checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
+    stale = StaleTrials(progress)
+    storage = open_storage(options.storage_url, grace_period=options.heartbeat_grace, on_stale=stale)
+    study = open_study(spec, storage, options.worker, data.fingerprint)
     budget = Budget(options.n_trials or spec.n_trials)
     tracking = None
     if uri and budget.finished(study) < budget.total:
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
                     "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url)}
-        tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / "mlartifacts", settings=settings,
-                                 register_as=options.register_model)
+        tracking = TrialTracking(study, spec, uri, checkpoints, artifact_root=options.workdir / "mlartifacts",
+                                 settings=settings, register_as=options.register_model)
         stale.tracking = tracking
+    session = _Session(data, storage, study, budget, stale, checkpoints, tracking)
     # A worker killed earlier left its trial RUNNING: fail it (closing its run, queueing its retry) now, or
-    # it would hold a place in the budget until some worker's next trial starts.
-    with experimental_ok():
-        optuna.storages.fail_stale_trials(study)
-    return _Session(data, study, budget, tracking)
+    # it would hold a place in the budget.
+    _fail_dead(session)
+    return session
 
 
-def prepare_search(spec: StudySpec, options: SearchOptions) -> int:
+def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: Any = None) -> int:
     """Create or open the study and its MLflow parent run before workers start; returns the trials to run.
 
     Workers started together would otherwise race to create the same storage tables, experiment and
     parent run.
     """
-    session = _open_session(spec, options)
+    session = _open_session(spec, options, progress, data)
     return session.budget.remaining(session.study)
 
 
@@ -163,28 +219,43 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
     if options.threads:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
-    session = _open_session(spec, options)
+    session = _open_session(spec, options, progress)
     study, budget, tracking = session.study, session.budget, session.tracking
-    remaining = budget.remaining(study)
-    progress.start(study, budget.total, remaining, mask(options.storage_url))
-    if remaining <= 0:
+    progress.start(study, budget.total, budget.remaining(study), mask(options.storage_url),
+                   liveness.running_elsewhere(session.storage, study))
+    if budget.finished(study) >= budget.total:
         return study
 
     failures = FailureStreak()
     hooks: list = [progress] + ([tracking] if tracking else [])
     callbacks: list = ([tracking] if tracking else []) + [budget, failures, progress.trial]
     objective = Objective(spec, session.data, max_epochs=options.epochs or spec.max_epochs, device=device,
-                          checkpoint_dir=options.workdir / "checkpoints" / spec.name, hooks=hooks)
+                          checkpoints=session.checkpoints, hooks=hooks)
 
     def admitted(trial: optuna.Trial) -> float:
+        liveness.claim(trial)
         budget.admit(trial)
         return objective(trial)
 
+    deadline = None if options.timeout is None else time.monotonic() + options.timeout
     try:
-        # The budget callback makes the total a study total, shared with every other worker; n_trials bounds
-        # this process, so trials that keep failing do not make it loop forever.
-        study.optimize(admitted, n_trials=remaining, timeout=options.timeout, catch=(Exception,),
-                       callbacks=callbacks)
+        while not failures.stopped and (deadline is None or time.monotonic() < deadline):
+            remaining = budget.remaining(study)
+            if budget.finished(study) >= budget.total:
+                break
+            if remaining <= 0:
+                _wait_for_others(session, progress, options.heartbeat_grace)
+                continue
+            finished = budget.finished(study)
+            # The budget callback makes the total a study total, shared with every other worker; n_trials
+            # bounds one round, after which the budget is counted again (a trial may have failed meanwhile).
+            study.optimize(admitted, n_trials=remaining, catch=(Exception,), callbacks=callbacks,
+                           timeout=None if deadline is None else max(deadline - time.monotonic(), 0))
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            if budget.finished(study) == finished and budget.remaining(study) > 0 and not timed_out \
+                    and not failures.stopped:
+                raise HpsearchError(f"none of the last {remaining} trials finished (the last failed with "
+                                    f"{failures.last!r}); fix the spec's space and resume with the same command")
     except (KeyboardInterrupt, Exception) as exc:
         # Optuna marked the trial FAIL and calls no callback for it: close its run and the parent here.
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -203,25 +274,3 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
     if tracking:
         tracking.close()
     return study
-
-
-def study_name(ref: str) -> str:
-    """The stored name a --study value means: its spec's name, or the value itself for a study whose spec
-    is not at hand (a spec file that moved, a study made by another host)."""
-    try:
-        return load(ref).name
-    except SpecError:
-        if ref.endswith(".toml"):
-            raise
-        return ref
-
-
-def require_study(name: str, storage_url: str) -> optuna.Study:
-    """A stored study, read-only use: never creates the storage or the study."""
-    storage = open_storage(storage_url, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if name not in names:
-        known = ", ".join(names) or "none yet"
-        raise HpsearchError(f"no study '{name}' in {mask(storage_url)} (stored: {known}); "
-                            f"run `hpsearch run --study {name}` first")
-    return optuna.load_study(study_name=name, storage=storage)

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpsearch import __version__
 from hpsearch.mlflow import StudyTracking
-from hpsearch.search.objective import load_checkpoint
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.studies import Hyperparams, StudySpec
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -29,9 +29,10 @@ FINAL_METRICS = {"val_accuracy": "best_val_accuracy", "val_balanced_accuracy": "
 class TrialTracking:
     """Trial hooks and Optuna callback that mirror a study into MLflow."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, tracking_uri: str, *, artifact_root: Path,
-                 settings: dict[str, Any], register_as: str | None = None) -> None:
+    def __init__(self, study: optuna.Study, spec: StudySpec, tracking_uri: str, checkpoints: Checkpoints, *,
+                 artifact_root: Path, settings: dict[str, Any], register_as: str | None = None) -> None:
         self.study, self.settings, self.register_as = study, settings, register_as
+        self.checkpoints = checkpoints
         self.tracking = StudyTracking.open(tracking_uri, study.study_name, artifact_root=artifact_root,
                                            parent_run_id=study.user_attrs.get(PARENT_ATTR),
                                            params={"task": spec.task, "metric": ",".join(spec.metrics),
@@ -64,12 +65,13 @@ class TrialTracking:
         if trial.state == TrialState.COMPLETE and len(study.directions) == 1 \
                 and study.best_trial.number == trial.number:
             summary = {"trial": trial.number, "value": trial.value, **metrics}
-            self.tracking.log_best_model(load_checkpoint(attrs["checkpoint"]), summary)
+            self.tracking.log_best_model(self.checkpoints.load(trial), summary)
 
     def stale(self, trial: optuna.trial.FrozenTrial) -> None:
         """Close the run of a trial whose worker died (found by its missing heartbeats)."""
         if run_id := trial.user_attrs.get(RUN_ATTR):
-            self.tracking.finish_trial(run_id, "FAIL", {}, {"fail_reason": "its worker stopped sending heartbeats"})
+            reason = trial.user_attrs.get("fail_reason", "its worker stopped sending heartbeats")
+            self.tracking.finish_trial(run_id, "FAIL", {}, {"fail_reason": reason})
 
     def aborted(self, study: optuna.Study, number: int | None, interrupted: bool) -> None:
         """The search stopped on Ctrl-C or an error: close the stopped trial's run and the parent run."""

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import signal
 import sys
 from typing import NoReturn
 
-from hpsearch.errors import HpsearchError, Terminated
+from hpsearch.datasets import load_data
+from hpsearch.errors import HpsearchError, Interrupted, Terminated
 from hpsearch.search.progress import Progress
-from hpsearch.search.study import Interrupted, SearchOptions, prepare_search, run_search
+from hpsearch.search.resources import check_workers, cores
+from hpsearch.search.study import SearchOptions, prepare_search, run_search
 from hpsearch.studies import StudySpec
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def raise_terminated(signum: int, frame: object) -> NoReturn:
@@ -43,7 +40,11 @@ def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, er
 
 def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: bool) -> None:
     """Run ``n_jobs`` workers to the study's budget; raises what they hit, once, after all have stopped."""
-    remaining = prepare_search(spec, options)
+    # The data first, as every worker loads it, so that this process weighs what a worker will.
+    data = load_data(spec.task, options.data_dir, **dataclasses.asdict(spec.data))
+    if warning := check_workers(n_jobs, options.threads or max(1, cores() // n_jobs)):
+        print(warning, file=sys.stderr, flush=True)  # even with --quiet, which silences progress only
+    remaining = prepare_search(spec, options, Progress(quiet), data)
     n_jobs = min(n_jobs, max(remaining, 1))
     options = dataclasses.replace(options, threads=options.threads or max(1, cores() // n_jobs))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or sqlite state inherited

@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
+import re
 import tomllib
 import typing
 import warnings
@@ -59,6 +61,40 @@ class Hyperparams:
 
 
 _HP_TYPES = typing.get_type_hints(Hyperparams)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric hyperparameter can take at all; a spec's ranges must lie inside."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        low = f"{'>' if self.low_open else '>='} {self.low:g}"
+        if math.isinf(self.high):
+            return low
+        return f"{low} and {'<' if self.high_open else '<='} {self.high:g}"
+
+
+# What the model, the optimizers and the loss accept, checked when a spec loads rather than when a trial
+# that drew an impossible value fails.
+LIMITS = {
+    "num_layers": Limit(1), "hidden_size": Limit(1), "embedding_dim": Limit(1), "batch_size": Limit(1),
+    "dropout": Limit(0, 1, high_open=True), "lr": Limit(0, low_open=True), "momentum": Limit(0, 1, high_open=True),
+    "weight_decay": Limit(0), "grad_clip": Limit(0), "class_balance": Limit(0, 1),
+}
+assert set(LIMITS) == {name for name, kind in _HP_TYPES.items() if kind in (int, float)}
+
+# A study name becomes a folder name (checkpoints, reports), an MLflow experiment and part of URLs.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 # Natural direction of each metric a trial can be selected on (all on the validation split, never test).
 METRICS = {"val_accuracy": "maximize", "val_balanced_accuracy": "maximize", "val_loss": "minimize"}
@@ -205,6 +241,9 @@ def load_spec(ref: str, tasks: typing.Collection[str]) -> StudySpec:
 
 def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[str]) -> StudySpec | None:
     problems += [f"{k}: unknown key (known: {', '.join(sorted(_TOP_KEYS))})" for k in raw if k not in _TOP_KEYS]
+    name = _name(raw, path, problems)
+    if not isinstance(raw.get("description", ""), str):
+        problems.append(f"description: must be a string, got {raw['description']!r}")
     task = raw.get("task")
     if task not in tasks:
         problems.append(f"task: unknown task {task!r} (known: {', '.join(sorted(tasks))})")
@@ -222,10 +261,19 @@ def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[
     enqueue = _enqueue(raw.get("enqueue", []), space, problems)
     if problems:
         return None
-    return StudySpec(name=raw.get("name", path.stem), path=path, task=task, metrics=metrics, directions=directions,
+    return StudySpec(name=name, path=path, task=task, metrics=metrics, directions=directions,
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20),
                      description=raw.get("description", ""), data=data, sampler=sampler, pruner=pruner,
                      space=space, enqueue=enqueue)
+
+
+def _name(raw: dict, path: Path, problems: list[str]) -> str:
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        source = "name" if "name" in raw else f"name: {name!r}, from the file name,"
+        problems.append(f"{source} must be letters, digits and -_.: starting with a letter or digit, with no "
+                        f"path parts (got {name!r}); set `name = \"my-study\"`")
+    return name
 
 
 def _objectives(raw: dict, problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -259,8 +307,10 @@ def _data_options(raw: Any, problems: list[str]) -> DataOptions:
     options = DataOptions(**{k: v for k, v in raw.items() if k in known})
     for key in ("val_fraction", "test_fraction"):
         value = getattr(options, key)
-        if not isinstance(value, (int, float)) or not 0 < value < 1:
+        if not _is_number(value) or not 0 < value < 1:
             problems.append(f"data.{key}: must be a fraction between 0 and 1, got {value!r}")
+    if not isinstance(options.split_seed, int) or isinstance(options.split_seed, bool):
+        problems.append(f"data.split_seed: must be a whole number, got {options.split_seed!r}")
     if not problems and options.val_fraction + options.test_fraction >= 1:
         problems.append("data: val_fraction + test_fraction must leave something to train on")
     return options
@@ -270,6 +320,7 @@ def _component(section: str, raw: Any, registry: dict, default: str, problems: l
     if not isinstance(raw, dict):
         problems.append(f"{section}: must be a table")
         return Component(default)
+    before = len(problems)
     options = dict(raw)
     kind = options.pop("type", default)
     if kind not in registry:
@@ -278,8 +329,14 @@ def _component(section: str, raw: Any, registry: dict, default: str, problems: l
     accepted = inspect.signature(registry[kind]).parameters
     unknown = [k for k in options if k not in accepted]
     problems += [f"{section}.{k}: not an option of {registry[kind].__name__}" for k in unknown]
+    # Constructors check few types themselves; a wrong one would fail the first trial, not the load.
+    problems += [f"{section}.{k}: must be {_describe(type(accepted[k].default))} like its default "
+                 f"({accepted[k].default!r}), got {v!r}"
+                 for k, v in options.items() if k not in unknown and not _like(v, accepted[k].default)]
+    if "seed" in options and (not isinstance(options["seed"], int) or isinstance(options["seed"], bool)):
+        problems.append(f"{section}.seed: must be a whole number, got {options['seed']!r}")
     component = Component(kind, options)
-    if not unknown:
+    if len(problems) == before:
         try:
             component.build(registry)
         except (TypeError, ValueError) as exc:
@@ -346,6 +403,8 @@ def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None
             problems.append(f"{key}: a fixed parameter needs `value`")
         elif not _fits(body["value"], hp_type):
             problems.append(f"{key}.value: {body['value']!r} is not a valid {name} ({_describe(hp_type)})")
+        else:
+            problems += _outside_limit(name, key + ".value", [body["value"]])
         param = Param(name, kind, value=body.get("value"), when=when)
     elif kind == "categorical":
         choices = body.get("choices")
@@ -354,6 +413,8 @@ def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None
             return None
         problems += [f"{key}.choices: {c!r} is not a valid {name} ({_describe(hp_type)})"
                      for c in choices if not _fits(c, hp_type)]
+        if len(problems) == before:
+            problems += _outside_limit(name, key + ".choices", choices)
         param = Param(name, kind, choices=tuple(choices), when=when)
     else:
         param = _range_param(name, kind, body, key, hp_type, when, problems)
@@ -366,22 +427,48 @@ def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, when:
     if hp_type not in (int, float) or (kind == "float" and hp_type is int):
         problems.append(f"{key}: {name} takes {_describe(hp_type)}, not a {kind} range")
     low, high, step, log = body.get("low"), body.get("high"), body.get("step"), body.get("log", False)
+    before = len(problems)
     for bound, value in (("low", low), ("high", high)):
-        if not isinstance(value, number) or isinstance(value, bool):
-            problems.append(f"{key}.{bound}: must be {'a whole number' if kind == 'int' else 'a number'}, "
+        if not isinstance(value, number) or isinstance(value, bool) or not math.isfinite(value):
+            problems.append(f"{key}.{bound}: must be {'a whole number' if kind == 'int' else 'a finite number'}, "
                             f"got {value!r}")
     if not isinstance(log, bool):
         problems.append(f"{key}.log: must be true or false")
-    if step is not None and (not isinstance(step, number) or step <= 0):
+    if step is not None and (not isinstance(step, number) or isinstance(step, bool) or not step > 0
+                             or not math.isfinite(step)):
         problems.append(f"{key}.step: must be a positive {'whole ' if kind == 'int' else ''}number")
-    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+    if len(problems) == before:
         if low > high:
             problems.append(f"{key}: low ({low}) is greater than high ({high})")
         if log is True and low <= 0:
             problems.append(f"{key}: log scale needs low > 0, got {low}")
-        if log is True and step is not None and kind == "float":
+        # Optuna refuses both together for floats, and for ints unless the step is 1.
+        if log is True and step is not None and (kind == "float" or step != 1):
             problems.append(f"{key}: step and log cannot be used together")
+    if len(problems) == before and hp_type in (int, float):
+        problems += _outside_limit(name, key, [low, high])
     return Param(name, kind, low=low, high=high, step=step, log=log, when=when)
+
+
+def _outside_limit(name: str, key: str, values: list) -> list[str]:
+    limit = LIMITS.get(name)
+    return [f"{key}: {value!r} is not a possible {name} (must be {limit})"
+            for value in values if limit and not limit.admits(value)]
+
+
+def _like(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the type of a constructor's default (any value where the default says nothing)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return _is_number(value)
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _infer_kind(body: dict) -> str:
@@ -397,7 +484,7 @@ def _fits(value: Any, hp_type: Any) -> bool:
     if typing.get_origin(hp_type) is Literal:
         return value in typing.get_args(hp_type)
     if hp_type is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _is_number(value)
     return type(value) is hp_type
 
 

@@ -1,0 +1,106 @@
+"""Optuna's artifact store: where trials keep their checkpoints and studies their report files.
+
+A checkpoint is uploaded as an artifact of its trial and found again by artifact id, never by a path on the
+disk of the worker that trained it: a work folder copied elsewhere, or a host that did not train the best
+trial, loads it the same way. The store is the work folder's ``artifacts/`` (which optuna-dashboard also
+serves) unless ``--artifacts`` / ``HPSEARCH_ARTIFACTS`` names a folder every host mounts, or an S3 bucket
+(``s3://bucket``; boto3's own credentials, and ``AWS_ENDPOINT_URL`` for an S3-compatible server).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from hpsearch.errors import HpsearchError, StorageError
+from hpsearch.models import RecurrentClassifier
+from hpsearch.search.objective import load_checkpoint
+from hpsearch.search.storage import ensure_folder
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+ARTIFACT_ATTR = "checkpoint_artifact"  # trial user attr: the artifact id of its best epoch's weights
+LEGACY_ATTR = "checkpoint"  # before the artifact store: an absolute path on the disk of the worker
+
+
+def location(explicit: str | None, workdir: Path) -> str:
+    """``--artifacts``, else ``HPSEARCH_ARTIFACTS``, else the work folder's ``artifacts/``."""
+    return explicit or os.environ.get("HPSEARCH_ARTIFACTS") or str(workdir / "artifacts")
+
+
+def open_store(where: str) -> ArtifactStore:
+    if where.startswith("s3://"):
+        bucket, _, prefix = where.removeprefix("s3://").partition("/")
+        if not bucket or prefix.strip("/"):
+            raise StorageError(f"--artifacts {where}: give an S3 bucket alone, as s3://BUCKET (Optuna's S3 store "
+                               "keeps artifacts at the bucket's top level)")
+        try:
+            return optuna.artifacts.Boto3ArtifactStore(bucket)
+        except ImportError:
+            raise StorageError("--artifacts s3://...: boto3 is not installed; pip install boto3") from None
+    if "://" in where:
+        raise StorageError(f"--artifacts {where}: not a folder or an s3://BUCKET; give a folder every host can "
+                           "reach, or an S3 bucket")
+    return FileSystemArtifactStore(str(ensure_folder(Path(where).expanduser(), "--artifacts").resolve()))
+
+
+class Folder:
+    """Checkpoints as plain files in a folder, for retraining outside the study: a FixedTrial has no artifacts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, trial: optuna.trial.FixedTrial, payload: dict[str, Any]) -> dict[str, str]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"trial-{trial.number}.pt"
+        torch.save(payload, path)
+        return {LEGACY_ATTR: str(path)}
+
+
+class Checkpoints:
+    """The checkpoints of a study's trials, in one artifact store."""
+
+    def __init__(self, where: str, workdir: Path) -> None:
+        self.where, self.workdir = where, workdir
+        self.store = open_store(where)
+
+    def save(self, trial: optuna.Trial, payload: dict[str, Any]) -> dict[str, str]:
+        """Upload a trial's checkpoint; returns the user attrs that find it again."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"trial-{trial.number}.pt"  # the file name optuna-dashboard shows
+            torch.save(payload, path)
+            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
+                                          mimetype="application/octet-stream")
+        return {ARTIFACT_ATTR: artifact_id}
+
+    def load(self, trial: optuna.trial.FrozenTrial) -> RecurrentClassifier:
+        """The model a completed trial saved, in eval mode."""
+        if artifact_id := trial.user_attrs.get(ARTIFACT_ATTR):
+            try:
+                with self.store.open_reader(artifact_id) as reader:
+                    return load_checkpoint(io.BytesIO(reader.read()))
+            except ArtifactNotFound:
+                raise HpsearchError(f"trial {trial.number}'s checkpoint (artifact {artifact_id}) is not in the "
+                                    f"artifact store {self.where}; pass --artifacts (or HPSEARCH_ARTIFACTS) naming "
+                                    "the store the search wrote to") from None
+        return load_checkpoint(self._legacy_path(trial))
+
+    def _legacy_path(self, trial: optuna.trial.FrozenTrial) -> Path:
+        """A checkpoint of a study stored before the artifact store: at its absolute path, or, for a work
+        folder that was moved or copied, at the same place under this work folder."""
+        recorded = Path(trial.user_attrs.get(LEGACY_ATTR, ""))
+        moved = self.workdir / "checkpoints" / recorded.parent.name / recorded.name
+        for path in (recorded, moved):
+            if path.name and path.is_file():
+                return path
+        raise HpsearchError(f"trial {trial.number} has no checkpoint here (it was saved as {recorded}, and "
+                            f"{moved} does not exist); pass the --workdir the search ran in")

@@ -1,0 +1,40 @@
+"""Find a study: the spec a --study value names, and the study stored under its name.
+
+Kept free of torch and mlflow, so that `best`, `studies` and `predict` start quickly.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from hpsearch.datasets import TASKS
+from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.search.storage import open_storage
+from hpsearch.studies import StudySpec, load_spec
+from hpsearch.urls import mask
+
+
+def load(ref: str) -> StudySpec:
+    return load_spec(ref, TASKS)
+
+
+def study_name(ref: str) -> str:
+    """The stored name a --study value means: its spec's name, or the value itself for a study whose spec
+    is not at hand (a spec file that moved, a study made by another host)."""
+    try:
+        return load(ref).name
+    except SpecError:
+        if ref.endswith(".toml"):
+            raise
+        return ref
+
+
+def require_study(name: str, storage_url: str) -> optuna.Study:
+    """A stored study, read-only use: never creates the storage or the study."""
+    storage = open_storage(storage_url, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name not in names:
+        known = ", ".join(names) or "none yet"
+        raise HpsearchError(f"no study '{name}' in {mask(storage_url)} (stored: {known}); "
+                            f"run `hpsearch run --study {name}` first")
+    return optuna.load_study(study_name=name, storage=storage)
