@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -119,7 +118,7 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no
                                   timeout=timeout, epochs=epochs, device=device, tracking_uri=tracking_uri,
                                   mlflow=not no_mlflow, register_model=register_model, threads=threads,
                                   artifacts=artifacts)
-    signal.signal(signal.SIGTERM, workers.raise_terminated)
+    workers.handle_stop_signals()
     if n_jobs > 1:
         workers.run_workers(spec, options, n_jobs, quiet)
         found = lookup.require_study(spec.name, url)

@@ -52,7 +52,7 @@ def test_the_same_command_right_after_kill_9_retries_the_dead_trial_and_meets_th
 
     again = start(*command)
     out, err = again.communicate(timeout=600)
-    assert again.returncode == 0, err
+    assert again.returncode == 0 and out.startswith("best trial of 'tiny'"), err
     assert (f"trial 8 was running in process {first.pid} on this host, which has ended: marked failed, "
             "queued again with the same params") in err
     assert "trial 9 (retry of trial 8): " in err and "Traceback" not in err
@@ -69,11 +69,13 @@ def test_the_same_command_right_after_kill_9_retries_the_dead_trial_and_meets_th
 
 def test_a_reused_pid_does_not_pass_for_the_dead_worker(tmp_path):
     me = liveness.Owner.this_process()
-    assert not me.gone()
     reused = liveness.Owner(me.host, me.pid, me.started - 3600, me.boot)  # same pid, another process's start
+    ended = liveness.Owner(me.host, 2**22 + 1, me.started, me.boot)  # above Linux's largest pid
+    # Another machine of the same name, or this one before a reboot: left to the heartbeats.
     rebooted = liveness.Owner(me.host, me.pid, me.started, me.boot - 3600)
     elsewhere = liveness.Owner("host-b", 999_999_999, 0.0, 0.0)
-    assert reused.gone() and rebooted.gone() and not elsewhere.gone()
+    assert reused.gone() and ended.gone()
+    assert not rebooted.gone() and not elsewhere.gone() and not me.gone()
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     trials = {}
@@ -119,7 +121,7 @@ def test_a_trial_running_on_another_host_is_shown_and_waited_for(env, spec_file)
         time.sleep(3)
         assert waiting.poll() is None  # the budget is not met yet: it waits instead of exiting
         study.tell(trial, 0.5)  # host-b's trial completes
-        out, err = waiting.communicate(timeout=120)
+        _, err = waiting.communicate(timeout=120)
     finally:
         stop.set()
         beating.join()
@@ -130,7 +132,7 @@ def test_a_trial_running_on_another_host_is_shown_and_waited_for(env, spec_file)
 
 def test_a_trial_silent_on_another_host_is_retried_after_the_grace_period(env, spec_file, data_root, capsys):
     hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
-    study, trial = running_on_host_b(f"sqlite:///{env / 'optuna.db'}", spec_file)  # one heartbeat, then silence
+    _, trial = running_on_host_b(f"sqlite:///{env / 'optuna.db'}", spec_file)  # one heartbeat, then silence
     options = SearchOptions(storage_url=f"sqlite:///{env / 'optuna.db'}", workdir=env, data_dir=str(data_root),
                             n_trials=2, heartbeat_grace=3, mlflow=False)
     trials = run_search(load(str(spec_file)), options, Progress()).trials

@@ -66,7 +66,7 @@ def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_
     process.terminate()
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
-    assert "terminated: trial " in rest and "Traceback" not in rest
+    assert "terminated: trial " in rest and "Traceback" not in rest, rest
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / 'optuna.db'}")
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(stopped) == 2 and all(t.state != TrialState.RUNNING for t in study.trials)

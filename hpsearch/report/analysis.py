@@ -10,11 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.importance import (
-    FanovaImportanceEvaluator,
-    PedAnovaImportanceEvaluator,
-    get_param_importances,
-)
+from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState
 
 FEW = 3  # a level with fewer completed trials than this gets an explicit caution

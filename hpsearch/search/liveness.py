@@ -19,9 +19,7 @@ import optuna
 import psutil
 import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import (
-    models,  # the heartbeat table: Optuna has no public reader for it
-)
+from optuna.storages._rdb import models  # the heartbeat table: Optuna has no public reader for it
 from optuna.trial import FrozenTrial, TrialState
 
 OWNER_ATTR = "worker"
@@ -33,11 +31,12 @@ class Owner:
     host: str
     pid: int
     started: float  # the process's creation time, seconds since the epoch
-    boot: float  # the host's boot time: after a reboot the same pid and host name are another process
+    boot: float  # the host's boot time: a host of the same name that booted at another time is another machine
 
     @classmethod
     def this_process(cls) -> Owner:
-        return cls(socket.gethostname(), psutil.Process().pid, psutil.Process().create_time(), psutil.boot_time())
+        process = psutil.Process()
+        return cls(socket.gethostname(), process.pid, process.create_time(), psutil.boot_time())
 
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> Owner | None:
@@ -48,14 +47,15 @@ class Owner:
             return None
 
     def on_this_host(self) -> bool:
-        return self.host == socket.gethostname()
+        """Same host name and boot time. A machine rebooted since counts as another host: its trial is then
+        failed by its heartbeats, after the grace period, rather than a live trial on another machine of the
+        same name being failed at once."""
+        return self.host == socket.gethostname() and abs(self.boot - psutil.boot_time()) < 1
 
     def gone(self) -> bool:
         """On this host, and its process has ended (or the pid now belongs to another process)."""
         if not self.on_this_host():
             return False
-        if abs(self.boot - psutil.boot_time()) > 1:
-            return True
         try:
             process = psutil.Process(self.pid)
             return abs(process.create_time() - self.started) > 0.01 or process.status() == psutil.STATUS_ZOMBIE

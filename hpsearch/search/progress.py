@@ -24,16 +24,16 @@ class Progress:
         done = len(study.get_trials(deepcopy=False, states=COUNTED))
         if done >= total:
             self.say(f"study '{study.study_name}' already has {done} finished trials (budget {total}); "
-                      "nothing to run. Raise --n-trials to search more.")
+                     "nothing to run. Raise --n-trials to search more.")
         elif remaining <= 0:
             self.say(f"study '{study.study_name}' has {done}/{total} trials done and the rest running in other "
-                      "processes")
+                     "processes")
         else:
             # Enqueued trials, and those other workers of a fresh start are already running, are not a resume.
             fresh = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
             verb = "resuming" if any(t.state not in fresh for t in study.get_trials(deepcopy=False)) else "starting"
             self.say(f"{verb} study '{study.study_name}' in {where}: {done}/{total} trials done, "
-                      f"running up to {remaining}")
+                     f"running up to {remaining}")
         for trial in elsewhere:
             self.say(_running(trial))
         self._waiting_for = {t.number for t in elsewhere}
@@ -43,7 +43,7 @@ class Progress:
         numbers = {t.number for t in elsewhere}
         if numbers and numbers != self._waiting_for:
             self.say(f"waiting for trial{'s' * (len(numbers) > 1)} {', '.join(map(str, sorted(numbers)))} to "
-                      f"finish, or to miss heartbeats for {grace} s (then this worker runs the retry):")
+                     f"finish, or to miss heartbeats for {grace} s (then this worker runs the retry):")
             for trial in elsewhere:
                 self.say(f"  {_running(trial)}")
         self._waiting_for = numbers
@@ -64,8 +64,8 @@ class Progress:
 
     def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
         self.say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: "
-                  f"train loss {metrics['train_loss']:.4f}, val accuracy {metrics['val_accuracy']:.4f} "
-                  f"(balanced {metrics['val_balanced_accuracy']:.4f}), {metrics['epoch_seconds']:.1f}s")
+                 f"train loss {metrics['train_loss']:.4f}, val accuracy {metrics['val_accuracy']:.4f} "
+                 f"(balanced {metrics['val_balanced_accuracy']:.4f}), {metrics['epoch_seconds']:.1f}s")
 
     def trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()

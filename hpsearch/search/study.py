@@ -22,12 +22,7 @@ from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.storage import (
-    HEARTBEAT_GRACE_S,
-    ensure_folder,
-    experimental_ok,
-    open_storage,
-)
+from hpsearch.search.storage import HEARTBEAT_GRACE_S, ensure_folder, experimental_ok, open_storage
 from hpsearch.search.tracking import RUN_ATTR, TrialTracking
 from hpsearch.search.training import resolve_device
 from hpsearch.studies import StudySpec

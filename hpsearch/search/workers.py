@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import signal
 import sys
-from typing import NoReturn
+import threading
+from types import FrameType
 
 from hpsearch.datasets import load_data
 from hpsearch.errors import HpsearchError, Interrupted, Terminated
@@ -20,13 +22,40 @@ from hpsearch.search.resources import check_workers, cores
 from hpsearch.search.study import SearchOptions, prepare_search, run_search
 from hpsearch.studies import StudySpec
 
+# Work a stop signal must not cut in half. An exception raised inside a storage transaction can leave its
+# connection, still held by the exception's traceback, owning SQLite's write lock while the stop is handled:
+# the stopped trial's own FAIL, and every other worker, then wait out the busy timeout, for minutes.
+_ATOMIC = ("sqlalchemy.", "optuna.storages.", "mlflow.store.", "sqlite3")
+_RETRY_SIGNAL_S = 0.05
 
-def raise_terminated(signum: int, frame: object) -> NoReturn:
-    raise Terminated()
+
+def _inside(frame: FrameType | None, prefixes: tuple[str, ...]) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(prefixes):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _stopper(stop: type[BaseException]):
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if _inside(frame, _ATOMIC):  # ask again in a moment, when the transaction has ended
+            threading.Timer(_RETRY_SIGNAL_S, os.kill, (os.getpid(), signum)).start()
+            return
+        raise stop()
+
+    return handler
+
+
+def handle_stop_signals() -> None:
+    """Ctrl-C and SIGTERM stop the search cleanly (the running trial is marked failed), but never in the middle
+    of a storage or tracking transaction."""
+    signal.signal(signal.SIGINT, _stopper(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, _stopper(Terminated))
 
 
 def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, errors) -> None:
-    signal.signal(signal.SIGTERM, raise_terminated)
+    handle_stop_signals()
     progress = Progress(quiet, options.epochs or spec.max_epochs, prefix=f"[worker {index}] ")
     try:
         run_search(spec, options, progress)
