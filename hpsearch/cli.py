@@ -48,10 +48,10 @@ def _artifacts(command):
                              "[env HPSEARCH_ARTIFACTS; default: WORKDIR/artifacts]")(command)
 
 
-def _checkpoints(artifacts: str | None, workdir_path: Path):
+def _checkpoints(artifacts: str | None, workdir_path: Path, create: bool = True):
     from hpsearch.search.artifacts import Checkpoints, location
 
-    return Checkpoints(location(artifacts, workdir_path), workdir_path)
+    return Checkpoints(location(artifacts, workdir_path), workdir_path, create)
 
 
 def _locate(workdir: str | None, storage_option: str | None):
@@ -240,7 +240,7 @@ def predict(study_ref, names, top_k, as_json, artifacts, workdir, storage):
     workdir_path, url = _locate(workdir, storage)
     found = lookup.require_study(lookup.study_name(study_ref), url)
     names = names or tuple(line.strip() for line in sys.stdin if line.strip())
-    rows = predict_with_best(found, _checkpoints(artifacts, workdir_path), names, top_k)
+    rows = predict_with_best(found, _checkpoints(artifacts, workdir_path, create=False), names, top_k)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return

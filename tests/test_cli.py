@@ -177,6 +177,8 @@ def bad_files(folder: Path) -> None:
     (["run", "--study", "tiny.toml", "--artifacts", "s3://bucket/runs"], "give an S3 bucket alone, as s3://BUCKET"),
     (["run", "--study", "tiny.toml", "--n-jobs", "1000"], "--n-jobs 1000: 1000 workers need about"),
     (["report", "--study", "tiny.toml", "--out", "/proc/hpsearch", "--no-mlflow"], "--out /proc/hpsearch: cannot"),
+    (["predict", "--study", "tiny.toml", "--artifacts", "elsewhere", "Petrov"],
+     "checkpoint (artifact "),
 ], ids=lambda value: value[-1] if isinstance(value, list) else None)
 def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,
                                                           args, message):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -8,6 +9,7 @@ import pytest
 from hpsearch.datasets import TASKS
 from hpsearch.errors import SpecError
 from hpsearch.studies import Hyperparams, builtin_names, load_spec
+from hpsearch.studies.spec import LIMITS
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
@@ -133,6 +135,11 @@ def test_conditional_params_are_sampled_only_when_their_condition_holds(spec_fil
     assert "momentum" not in trial.params and "nonlinearity" not in trial.params
     assert "embedding_dim" not in trial.params  # fixed values are not search dimensions
     assert (adam.momentum, adam.nonlinearity, adam.embedding_dim) == (Hyperparams.momentum, "tanh", 8)
+
+
+def test_every_numeric_hyperparameter_has_a_limit():
+    numeric = {f.name for f in dataclasses.fields(Hyperparams) if f.type in ("int", "float")}
+    assert set(LIMITS) == numeric
 
 
 def test_seed_follows_the_configuration_only():

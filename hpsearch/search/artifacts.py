@@ -37,7 +37,8 @@ def location(explicit: str | None, workdir: Path) -> str:
     return explicit or os.environ.get("HPSEARCH_ARTIFACTS") or str(workdir / "artifacts")
 
 
-def open_store(where: str) -> ArtifactStore:
+def open_store(where: str, create: bool = True) -> ArtifactStore:
+    """The store ``where`` names; ``create`` False for readers, which must leave no empty folder behind."""
     if where.startswith("s3://"):
         bucket, _, prefix = where.removeprefix("s3://").partition("/")
         if not bucket or prefix.strip("/"):
@@ -46,11 +47,12 @@ def open_store(where: str) -> ArtifactStore:
         try:
             return optuna.artifacts.Boto3ArtifactStore(bucket)
         except ImportError:
-            raise StorageError("--artifacts s3://...: boto3 is not installed; pip install boto3") from None
+            raise StorageError("--artifacts s3://...: boto3 is not installed; pip install 'hpsearch[s3]'") from None
     if "://" in where:
         raise StorageError(f"--artifacts {where}: not a folder or an s3://BUCKET; give a folder every host can "
                            "reach, or an S3 bucket")
-    return FileSystemArtifactStore(str(ensure_folder(Path(where).expanduser(), "--artifacts").resolve()))
+    folder = Path(where).expanduser()
+    return FileSystemArtifactStore(str((ensure_folder(folder, "--artifacts") if create else folder).resolve()))
 
 
 class Folder:
@@ -69,9 +71,9 @@ class Folder:
 class Checkpoints:
     """The checkpoints of a study's trials, in one artifact store."""
 
-    def __init__(self, where: str, workdir: Path) -> None:
+    def __init__(self, where: str, workdir: Path, create: bool = True) -> None:
         self.where, self.workdir = where, workdir
-        self.store = open_store(where)
+        self.store = open_store(where, create)
 
     def save(self, trial: optuna.Trial, payload: dict[str, Any]) -> dict[str, str]:
         """Upload a trial's checkpoint; returns the user attrs that find it again."""

@@ -91,7 +91,6 @@ LIMITS = {
     "dropout": Limit(0, 1, high_open=True), "lr": Limit(0, low_open=True), "momentum": Limit(0, 1, high_open=True),
     "weight_decay": Limit(0), "grad_clip": Limit(0), "class_balance": Limit(0, 1),
 }
-assert set(LIMITS) == {name for name, kind in _HP_TYPES.items() if kind in (int, float)}
 
 # A study name becomes a folder name (checkpoints, reports), an MLflow experiment and part of URLs.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
