@@ -10,7 +10,7 @@ import click
 
 from hpsearch.errors import HpsearchError, Interrupted
 from hpsearch.search.storage import DEFAULT_WORKDIR, storage_url, workdir_path
-from hpsearch.urls import mask
+from hpsearch.urls import check_free, mask
 
 # Each command imports the library it calls when it runs: torch, mlflow, optuna-dashboard and the report's
 # plotting take seconds to import, and `--help`, `best` and `studies` need none of them.
@@ -262,6 +262,7 @@ def dashboard(study_ref, host, port, artifacts, workdir, storage):
     from hpsearch.search import lookup
 
     workdir_path, url = _locate(workdir, storage)
+    check_free(host, port)
     store = _checkpoints(artifacts, workdir_path).store
     ids = dashboard_server.prepare(url, workdir_path, store, lookup.study_name(study_ref) if study_ref else None)
     pages = [f"http://{host}:{port}/dashboard/studies/{number}" for number in ids.values()] or \
@@ -305,5 +306,6 @@ def ui(tracking_uri, host, port, workdir):
     from hpsearch.mlflow.ui import serve
 
     uri = mlflow_tracking_uri(tracking_uri, workdir_path(workdir))
+    check_free(host, port)
     click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port} (Ctrl-C stops it)", err=True)
     raise SystemExit(serve(uri, host, port))

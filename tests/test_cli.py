@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,22 @@ def test_workers_that_oversubscribe_the_cores_are_warned_about():
     assert check_workers(1, 1) is None
     warning = check_workers(2, cores())
     assert warning.startswith(f"warning: 2 workers x {cores()} torch thread")
+
+
+def test_a_server_on_a_taken_or_foreign_address_is_one_line(env, spec_file):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet", "--no-mlflow")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        for args in (["dashboard", "--port", port], ["ui", "--port", port],
+                     ["dashboard", "--host", "999.1.1.1", "--port", port]):
+            code, _, err = hpsearch(*args)
+            assert code == 2 and err.startswith("Error: cannot listen on ") and len(err.splitlines()) == 1, err
+
+
+def test_a_study_tracked_in_another_store_is_refused_before_anything_changes(env, spec_file, tmp_path):
+    hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
+    before = [(t.number, t.state) for t in stored(env).trials]
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2",
+                            "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}")
+    assert code == 2 and "the study's MLflow parent run" in err and "the study was tracked elsewhere" in err
+    assert [(t.number, t.state) for t in stored(env).trials] == before

@@ -167,6 +167,17 @@ def _connect(tracking_uri: str, study_name: str, artifact_root: Path) -> tuple[M
         return client, _experiment_id(client, study_name, tracking_uri, artifact_root)
 
 
+def _require_run(client: MlflowClient, run_id: str, tracking_uri: str) -> None:
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise HpsearchError(f"the study's MLflow parent run {run_id} is not in the tracking store "
+                            f"{mask(tracking_uri)}: the study was tracked elsewhere; pass that --tracking-uri, "
+                            "or --no-mlflow") from None
+
+
 @contextlib.contextmanager
 def _errors(tracking_uri: str):
     try:
@@ -198,6 +209,7 @@ class StudyTracking:
                 parent_run_id = parent.info.run_id
                 _log_params(client, parent_run_id, params)
             else:
+                _require_run(client, parent_run_id, tracking_uri)
                 client.update_run(parent_run_id, status="RUNNING")
         return cls(client, experiment_id, parent_run_id)
 
