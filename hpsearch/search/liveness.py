@@ -12,12 +12,14 @@ the database's own clock, so the hosts' clocks need not agree.
 from __future__ import annotations
 
 import copy
+import os
 import socket
 from dataclasses import asdict, dataclass
 
 import optuna
 import psutil
 import sqlalchemy
+import sqlalchemy.orm
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models  # the heartbeat table: Optuna has no public reader for it
 from optuna.trial import FrozenTrial, TrialState
@@ -123,7 +125,7 @@ class Elsewhere:
 
 
 def running_elsewhere(storage: optuna.storages.BaseStorage, study: optuna.Study) -> list[Elsewhere]:
-    me = psutil.Process().pid
+    me = os.getpid()
     ages = heartbeat_ages(storage, study)
     found = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
