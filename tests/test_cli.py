@@ -180,6 +180,7 @@ def bad_files(folder: Path) -> None:
     (["report", "--study", "tiny.toml", "--out", "/proc/hpsearch", "--no-mlflow"], "--out /proc/hpsearch: cannot"),
     (["predict", "--study", "tiny.toml", "--artifacts", "elsewhere", "Petrov"],
      "checkpoint (artifact "),
+    (["predict", "--study", "tiny.toml"], "no names to classify: give them as arguments, or one per line on stdin"),
 ], ids=lambda value: value[-1] if isinstance(value, list) else None)
 def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,
                                                           args, message):

@@ -90,22 +90,24 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('name = "a/b"', "name must be letters, digits"),
     ('name = 7', "name must be letters, digits"),
     ('description = ["x"]', "description: must be a string"),
+    ('description = "no space"', "space: missing; add a [space] table"),
     ('[sampler]\nseed = "zero"', "sampler.seed: must be a whole number, got 'zero'"),
     ('[sampler]\nn_startup_trials = 2.5', "sampler.n_startup_trials: must be a whole number like its default (10)"),
     ('[pruner]\nn_warmup_steps = "3"', "pruner.n_warmup_steps: must be a whole number like its default (0)"),
 ])
 def test_single_problems(tmp_path, body, expected):
-    found = problems(tmp_path, f'task = "surnames"\n{body}\n')
+    space = "" if "[space]" in body or expected.startswith("space: missing") else "\n[space]\n"
+    found = problems(tmp_path, f'task = "surnames"\n{body}\n{space}')
     assert len(found) == 1 and found[0].startswith(expected), found
 
 
 def test_a_name_taken_from_the_file_name_is_checked_too(tmp_path):
     path = tmp_path / "my study.toml"
-    path.write_text('task = "surnames"\n', encoding="utf-8")
+    path.write_text('task = "surnames"\n[space]\n', encoding="utf-8")
     with pytest.raises(SpecError, match="name: 'my study', from the file name, must be letters"):
         load_spec(str(path), TASKS)
     fine = tmp_path / "my-study:v1.2.toml"
-    fine.write_text('task = "surnames"\n', encoding="utf-8")
+    fine.write_text('task = "surnames"\n[space]\n', encoding="utf-8")
     assert load_spec(str(fine), TASKS).name == "my-study:v1.2"
 
 

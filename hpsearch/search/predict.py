@@ -10,6 +10,7 @@ import torch
 
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import tensorise
+from hpsearch.errors import HpsearchError
 from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.results import best_trial
 
@@ -38,6 +39,8 @@ def classify(model: torch.nn.Module, names: Sequence[str], top_k: int = 3) -> li
 def predict_with_best(study: optuna.Study, checkpoints: Checkpoints, names: Sequence[str],
                       top_k: int) -> list[dict[str, Any]]:
     """Per name, the best trial's top-k languages; a name with no letter of the alphabet gets none and a reason."""
+    if not names:
+        raise HpsearchError("no names to classify: give them as arguments, or one per line on stdin")
     trial = best_trial(study)
     ranked = classify(checkpoints.load(trial), names, top_k)
     return [{"name": name, "trial": trial.number,

@@ -256,6 +256,8 @@ def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[
     pruner = _component("pruner", raw.get("pruner", {}), PRUNERS, "none" if len(metrics) > 1 else "median", problems)
     if len(metrics) > 1 and pruner.type != "none":
         problems.append('pruner: Optuna cannot prune a multi-objective study; set type = "none" or drop [pruner]')
+    if "space" not in raw:
+        problems.append("space: missing; add a [space] table of the parameters to search (or fix)")
     space = _space(raw.get("space", {}), problems)
     enqueue = _enqueue(raw.get("enqueue", []), space, problems)
     if problems:
