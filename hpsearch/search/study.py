@@ -235,13 +235,12 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
     try:
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
-            remaining = budget.remaining(study)
-            if budget.finished(study) >= budget.total:
+            finished, remaining = budget.finished(study), budget.remaining(study)
+            if finished >= budget.total:
                 break
             if remaining <= 0:
                 _wait_for_others(session, progress, options.heartbeat_grace)
                 continue
-            finished = budget.finished(study)
             # The budget callback makes the total a study total, shared with every other worker; n_trials
             # bounds one round, after which the budget is counted again (a trial may have failed meanwhile).
             study.optimize(admitted, n_trials=remaining, catch=(Exception,), callbacks=callbacks,
