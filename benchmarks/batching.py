@@ -17,7 +17,7 @@ import torch
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import shuffled_batches
 from hpsearch.models import RecurrentClassifier
-from hpsearch.search.training import train_epoch
+from hpsearch.training.classification import train_epoch
 
 
 def random_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator):

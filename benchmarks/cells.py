@@ -23,7 +23,7 @@ from torch import nn
 from hpsearch.datasets import surnames
 from hpsearch.datasets.batching import shuffled_batches
 from hpsearch.models import RecurrentClassifier
-from hpsearch.search.training import train_epoch
+from hpsearch.training.classification import train_epoch
 
 
 class SeedStyleLSTM(nn.Module):

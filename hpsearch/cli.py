@@ -204,15 +204,22 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
     Example:
       hpsearch train --study surnames --trial 25 --seeds 5
     """
-    from hpsearch.search import lookup, study
+    from hpsearch.mlflow import StudyTracking, check_reachable
+    from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
+    from hpsearch.retrain import Retraining, retrain
+    from hpsearch.search import lookup
     from hpsearch.search.progress import Progress
-    from hpsearch.search.retrain import retrain
 
     spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
-    options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, epochs=epochs,
-                                  device=device, tracking_uri=tracking_uri, mlflow=not no_mlflow)
-    table = retrain(spec, options, number, seed, seeds, Progress(quiet, epochs or spec.max_epochs))
+    found = lookup.require_study(spec.name, url)
+    tracking = None
+    if not no_mlflow:
+        uri = mlflow_tracking_uri(tracking_uri, workdir_path)
+        check_reachable(uri)
+        tracking = StudyTracking.experiment(uri, spec.name, artifact_root=workdir_path / "mlartifacts")
+    how = Retraining(data_dir, workdir_path / "checkpoints" / spec.name / "retrain", epochs, device, tracking)
+    table = retrain(found, spec, number, seed, seeds, how, Progress(quiet, epochs or spec.max_epochs))
     click.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     if len(table) > 1:
         summary = table.drop(columns="mlflow_run_id").agg(["mean", "std"])
@@ -221,32 +228,35 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
 
 @main.command()
 @click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
-@click.argument("names", nargs=-1)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.argument("inputs", nargs=-1)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="for a classifier: how many classes to show")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_artifacts
 @_where
-def predict(study_ref, names, top_k, as_json, artifacts, workdir, storage):
-    """Classify surnames with the best trial's model; reads one name per line from stdin when none are given.
+def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
+    """What the best trial's model answers for raw input, as its task reads it; with no arguments, one input
+    per line of stdin.
 
     \b
     Example:
       hpsearch predict --study surnames Nakamura Schmidt --top-k 3
       printf 'Nakamura\\nSchmidt\\n' | hpsearch predict --study surnames --json
+      hpsearch predict --study addition 123456789 987654321
     """
     from hpsearch.search import lookup
-    from hpsearch.search.predict import predict_with_best
+    from hpsearch.studies.record import best_trial
 
     workdir_path, url = _locate(workdir, storage)
-    found = lookup.require_study(lookup.study_name(study_ref), url)
-    names = names or tuple(line.strip() for line in sys.stdin if line.strip())
-    rows = predict_with_best(found, _checkpoints(artifacts, workdir_path, create=False), names, top_k)
+    trial = best_trial(lookup.require_study(lookup.study_name(study_ref), url))
+    trained = _checkpoints(artifacts, workdir_path, create=False).load(trial)
+    lines = () if inputs else tuple(line.strip() for line in sys.stdin if line.strip())
+    rows = [{**row, "trial": trial.number} for row in trained.predict(inputs, lines, top_k)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        ranked = ", ".join(f"{p['language']} {p['probability']:.3f}" for p in row["predictions"])
-        click.echo(f"{row['name']}: {ranked or 'cannot classify: ' + row['error']}")
+        click.echo(trained.task.show(row))
 
 
 @main.command()
@@ -277,13 +287,11 @@ def studies(workdir, storage):
     """Built-in study specs, and the studies stored with their trial counts and best value."""
     import pandas as pd
 
-    from hpsearch.search import lookup, results
-    from hpsearch.studies import builtin_names
+    from hpsearch.search import results
+    from hpsearch.studies.spec import builtin_names, outline
 
-    specs = [lookup.load(name) for name in builtin_names()]
     click.echo("built-in studies:")
-    click.echo(pd.DataFrame([{"name": s.name, "task": s.task, "metric": ",".join(s.metrics), "n_trials": s.n_trials,
-                              "description": s.description} for s in specs]).to_string(index=False))
+    click.echo(pd.DataFrame([outline(name) for name in builtin_names()]).to_string(index=False))
     url = _locate(workdir, storage)[1]
     try:
         rows = results.stored_studies(url)

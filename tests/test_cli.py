@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.search.resources import check_workers, cores
+from hpsearch.studies import record
 
 
 def hpsearch(*args: str) -> tuple[int, str, str]:
@@ -68,16 +69,17 @@ def test_completed_trial_keeps_checkpoint_and_metrics(env, spec_file):
     complete = stored(env).get_trials(states=(TrialState.COMPLETE,))
     assert complete
     for trial in complete:
-        attrs = trial.user_attrs
-        assert 0 <= attrs["test_accuracy"] <= 1 and 0 <= attrs["test_balanced_accuracy"] <= 1
-        assert attrs["val_accuracy"] == trial.value and 1 <= attrs["best_epoch"] <= attrs["epochs"] == 2
-        assert attrs["n_params"] > 0 and attrs["epoch_seconds"] > 0 and attrs["samples_per_second"] > 0
+        kept = record.read(trial)
+        assert 0 <= kept.results["test_accuracy"] <= 1 and 0 <= kept.results["test_balanced_accuracy"] <= 1
+        assert kept.results["val_accuracy"] == trial.value and 1 <= kept.best_epoch <= kept.epochs <= 2
+        assert kept.epochs == 2 or trial.value == 1.0  # a perfect validation score ends a trial early
+        assert kept.n_params > 0 and kept.epoch_seconds > 0 and kept.samples_per_second > 0 and kept.step_seconds > 0
         # Stored in the work folder's artifact store by id, not as a path on the worker's disk.
         [meta] = optuna.artifacts.get_all_artifact_meta(trial, storage=stored(env)._storage)
-        assert meta.artifact_id == attrs["checkpoint_artifact"] and meta.filename == f"trial-{trial.number}.pt"
-        checkpoint = torch.load(env / "artifacts" / meta.artifact_id, weights_only=True)
-        assert checkpoint["classes"] == ["Alpha", "Beta", "Gamma"]
-        assert checkpoint["hyperparams"] == attrs["hyperparams"]
+        assert meta.artifact_id == kept.checkpoint_artifact and meta.filename == f"trial-{trial.number}.pt"
+        saved = torch.load(env / "artifacts" / meta.artifact_id, weights_only=True)
+        assert saved["task"] == "surnames" and saved["meta"]["classes"] == ["Alpha", "Beta", "Gamma"]
+        assert saved["hyperparams"] == kept.hyperparams
 
 
 def test_best_prints_the_best_trial_as_text_and_json(env, spec_file):
@@ -86,7 +88,7 @@ def test_best_prints_the_best_trial_as_text_and_json(env, spec_file):
     code, out, _ = hpsearch("best", "--study", str(spec_file), "--json")
     summary = json.loads(out)
     assert code == 0 and summary["trial"] == best.number and summary["value"] == best.value
-    assert summary["params"] == best.params and summary["test_accuracy"] == best.user_attrs["test_accuracy"]
+    assert summary["params"] == best.params and summary["test_accuracy"] == record.read(best).results["test_accuracy"]
     assert {"val_balanced_accuracy", "test_balanced_accuracy", "epochs", "best_epoch"} <= summary.keys()
     code, out, _ = hpsearch("best", "--study", "tiny")
     assert code == 0 and f"best trial of 'tiny': #{best.number}" in out and "test_balanced_accuracy" in out
@@ -137,7 +139,7 @@ def bad_files(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: surnames"),
+    (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: addition, addition-100, surnames"),
     (["run", "--study", "broken.toml"], "broken.toml: not valid TOML: Illegal character '\\n' (at line 2"),
     (["run", "--study", "inverted.toml"], "inverted.toml: space.hidden_size: low (16) is greater than high (8)"),
     (["run", "--study", "tiny.toml", "--storage", "not a url"], "the storage URL is not an SQLAlchemy URL"),
@@ -180,7 +182,7 @@ def bad_files(folder: Path) -> None:
     (["report", "--study", "tiny.toml", "--out", "/proc/hpsearch", "--no-mlflow"], "--out /proc/hpsearch: cannot"),
     (["predict", "--study", "tiny.toml", "--artifacts", "elsewhere", "Petrov"],
      "checkpoint (artifact "),
-    (["predict", "--study", "tiny.toml"], "no names to classify: give them as arguments, or one per line on stdin"),
+    (["predict", "--study", "tiny.toml"], "nothing to predict: give the input as arguments, or one per line on stdin"),
 ], ids=lambda value: value[-1] if isinstance(value, list) else None)
 def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,
                                                           args, message):

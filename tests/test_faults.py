@@ -164,15 +164,18 @@ def test_a_checkpoint_stored_before_the_artifact_store_is_found_in_a_moved_work_
                                                    data_dir=str(data_root), n_trials=1, mlflow=False), Progress(True))
     [trial] = stored(workdir).trials
     checkpoints = Checkpoints(str(workdir / "artifacts"), workdir)
-    model = checkpoints.load(trial)
-    # What a study of the previous version holds: an absolute path on the disk where it ran.
+    model = checkpoints.load(trial).model
+    # What a study of an earlier version holds: an absolute path on the disk where it ran, to a checkpoint that
+    # kept the classifier's classes and vocabulary at its top level.
+    saved = torch.load(workdir / "artifacts" / trial.user_attrs["checkpoint_artifact"], weights_only=True)
     (workdir / "checkpoints" / "tiny").mkdir(parents=True)
-    torch.save(torch.load(workdir / "artifacts" / trial.user_attrs["checkpoint_artifact"], weights_only=True),
-               workdir / "checkpoints" / "tiny" / "trial-0.pt")
+    torch.save({"task": "surnames", **saved.pop("meta"), "hyperparams": saved["hyperparams"],
+                "state_dict": saved["state_dict"]}, workdir / "checkpoints" / "tiny" / "trial-0.pt")
     trial.user_attrs.pop("checkpoint_artifact")
     trial.user_attrs["checkpoint"] = "/gone/hpsearch-runs/checkpoints/tiny/trial-0.pt"
     legacy = checkpoints.load(trial)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), legacy.state_dict().values(),
+    assert legacy.meta["classes"] == ["Alpha", "Beta", "Gamma"] and legacy.model.classes == ("Alpha", "Beta", "Gamma")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), legacy.model.state_dict().values(),
                                                  strict=True))
 
 

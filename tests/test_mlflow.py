@@ -18,9 +18,10 @@ from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow.ui import ui_command
 from hpsearch.search.lookup import load
-from hpsearch.search.predict import classify
 from hpsearch.search.progress import Progress
 from hpsearch.search.study import SearchOptions, run_search
+from hpsearch.studies import record
+from hpsearch.training.surnames import classify
 
 # Enqueued trials make every outcome deterministic: per-trial seeding fixes each one's training.
 SPEC = """
@@ -132,7 +133,7 @@ def test_status_and_tags_tell_how_each_trial_ended(searched, client):
         if trial.state == TrialState.FAIL:
             assert child.data.tags["fail_reason"].startswith("TrainingDiverged: training loss became")
         if trial.state == TrialState.COMPLETE:
-            assert child.data.metrics["test_accuracy"] == pytest.approx(trial.user_attrs["test_accuracy"])
+            assert child.data.metrics["test_accuracy"] == pytest.approx(record.read(trial).results["test_accuracy"])
             assert child.data.metrics["best_val_accuracy"] == pytest.approx(trial.value)
 
 
@@ -195,7 +196,7 @@ def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path
     def broken_epoch(*args, **kwargs):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr("hpsearch.search.objective.train_epoch", broken_epoch)
+    monkeypatch.setattr("hpsearch.training.classification.SequenceClassification.train_epoch", broken_epoch)
     workdir = tmp_path / "runs"
     options = SearchOptions(storage_url=f"sqlite:///{workdir / 'optuna.db'}", workdir=workdir,
                             data_dir=str(data_root), n_trials=10)

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hpsearch.models import CELLS, RecurrentClassifier
-from hpsearch.search.training import OPTIMIZERS, class_weights, make_optimizer
 from hpsearch.studies.spec import Cell, Hyperparams, Implementation, Optimizer
+from hpsearch.training.classification import class_weights
+from hpsearch.training.loop import OPTIMIZERS, make_optimizer
 
 
 @pytest.mark.parametrize("implementation", get_args(Implementation))

@@ -10,8 +10,8 @@ import click
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.datasets import TASKS
 from hpsearch.studies import builtin_names, load_spec
+from hpsearch.training import TASKS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

@@ -12,12 +12,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from test_cli import hpsearch, stored
 
-from hpsearch.datasets import TASKS
 from hpsearch.errors import SpecError
 from hpsearch.report import analysis
 from hpsearch.studies import load_spec
+from hpsearch.training import TASKS
 
-SECTIONS = ["Summary", "Per-class results of the best model", "What matters", "Accuracy against cost",
+SECTIONS = ["Summary", "Per-class results of the best model", "What matters", "The objective against cost",
             "The comparison questions", "Search dynamics"]
 
 

@@ -6,10 +6,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.datasets import TASKS
 from hpsearch.errors import SpecError
 from hpsearch.studies import Hyperparams, builtin_names, load_spec
-from hpsearch.studies.spec import LIMITS
+from hpsearch.training import TASKS
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
@@ -44,8 +43,8 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
 """)
     assert found == [
         "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
-        "name, pruner, sampler, space, task)",
-        "task: unknown task 'poetry' (known: surnames)",
+        "name, prune_on, pruner, sampler, space, task)",
+        "task: unknown task 'poetry' (known: addition, surnames)",
         "space.hidden_size: low (64) is greater than high (32)",
         "space.lr: log scale needs low > 0, got 0.0",
         "space.cell.choices: must be a non-empty list",
@@ -119,7 +118,7 @@ def test_malformed_toml_names_file_and_line(tmp_path):
 
 
 def test_unknown_study_name_lists_builtins():
-    with pytest.raises(SpecError, match="unknown study 'surname'; built-in studies: surnames"):
+    with pytest.raises(SpecError, match="unknown study 'surname'; built-in studies: addition, addition-100, surnames"):
         load_spec("surname", TASKS)
 
 
@@ -141,7 +140,7 @@ def test_conditional_params_are_sampled_only_when_their_condition_holds(spec_fil
 
 def test_every_numeric_hyperparameter_has_a_limit():
     numeric = {f.name for f in dataclasses.fields(Hyperparams) if f.type in ("int", "float")}
-    assert set(LIMITS) == numeric
+    assert set(Hyperparams.limits) == numeric
 
 
 def test_seed_follows_the_configuration_only():

@@ -17,6 +17,7 @@ from servers import free_port
 from test_cli import hpsearch, stored
 
 from hpsearch.cli import main
+from hpsearch.studies import record
 
 
 def test_predict_prints_top_k_per_name_from_arguments_or_stdin(env, spec_file):
@@ -55,9 +56,10 @@ def test_train_reproduces_a_trial_and_reports_spread_over_seeds(env, spec_file):
     code, out, err = hpsearch("train", "--study", str(spec_file), "--trial", "0", "--quiet")
     assert code == 0, err
     row = out.strip().splitlines()[2].split()
-    assert int(row[0]) == original.user_attrs["seed"]
-    assert float(row[1]) == round(original.user_attrs["val_accuracy"], 4)  # same seed, same result
-    assert float(row[3]) == round(original.user_attrs["test_accuracy"], 4)
+    kept = record.read(original)
+    assert int(row[0]) == kept.seed
+    assert float(row[1]) == round(kept.results["val_accuracy"], 4)  # same seed, same result
+    assert float(row[3]) == round(kept.results["test_accuracy"], 4)
 
     code, out, err = hpsearch("train", "--study", str(spec_file), "--trial", "0", "--seeds", "3", "--seed", "7",
                               "--epochs", "1", "--quiet")

@@ -13,8 +13,10 @@ import string
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import torch
 
 from hpsearch.datasets.batching import Split, tensorise
 from hpsearch.datasets.download import data_root, fetch_zip_folder
@@ -41,6 +43,12 @@ class SurnameData:
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def split(self, name: str) -> Split:
+        return getattr(self, name)
+
+    def to(self, device: torch.device | str) -> SurnameData:
+        return replace(self, **{name: split.to(device) for name, split in self.splits().items()})
 
 
 def fold_ascii(text: str) -> str:

@@ -243,6 +243,7 @@ class StudyTracking:
 
     def log_best_model(self, model: torch.nn.Module, summary: Mapping[str, Any]) -> None:
         """Replace the parent run's model with this one; pickle format keeps sequence lengths free."""
+        model = model.cpu().eval()  # loadable on any machine; the trial that trained it has ended
         with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
             # pt2 (torch.export) would fix the sequence length; the warning about pickle is for that choice.
             mlflow.pytorch.save_model(model, Path(tmp) / MODEL_PATH, serialization_format="pickle",

@@ -1,5 +1,8 @@
-"""Recurrent models. Plain PyTorch: usable without optuna or mlflow."""
+"""Recurrent models: a shared layer stack and one head per kind of task. Plain PyTorch: usable without optuna
+or mlflow."""
 
-from hpsearch.models.classifier import CELLS, RecurrentClassifier
+from hpsearch.models.adder import DigitAdder
+from hpsearch.models.classifier import RecurrentClassifier
+from hpsearch.models.encoder import CELLS, recurrent
 
-__all__ = ["CELLS", "RecurrentClassifier"]
+__all__ = ["CELLS", "DigitAdder", "RecurrentClassifier", "recurrent"]

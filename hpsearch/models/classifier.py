@@ -6,13 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from hpsearch.models import cells
-
-# implementation -> cell -> layer class; the hand-written layers take the same arguments and state_dict.
-CELLS: dict[str, dict[str, type[nn.Module]]] = {
-    "builtin": {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM},
-    "handwritten": {"rnn": cells.RNN, "gru": cells.GRU, "lstm": cells.LSTM},
-}
+from hpsearch.models.encoder import recurrent
 
 
 class RecurrentClassifier(nn.Module):
@@ -22,10 +16,9 @@ class RecurrentClassifier(nn.Module):
         super().__init__()
         self.num_directions = 2 if bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        # torch applies `dropout` between stacked layers only, and warns when there is just one.
-        self.rnn = CELLS[implementation][cell](embedding_dim, hidden_size, num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, **extra)
+        self.rnn = recurrent(embedding_dim, cell=cell, implementation=implementation, hidden_size=hidden_size,
+                             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                             nonlinearity=nonlinearity)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * self.num_directions, num_classes)
 

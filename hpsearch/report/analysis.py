@@ -13,32 +13,21 @@ import pandas as pd
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.studies import record
+
 FEW = 3  # a level with fewer completed trials than this gets an explicit caution
 MIN_FOR_IMPORTANCE = 5  # completed trials before importances mean anything
 
-# (key, title, columns crossed into one level, the question)
-QUESTIONS = [
-    ("cell", "Cell type", ["cell", "bidirectional", "implementation"],
-     "Which cell type is best: RNN, GRU or LSTM, uni- or bidirectional, hand-written or built-in?"),
-    ("optimizer", "Optimizer", ["optimizer"], "Which optimizer is best?"),
-    ("batch_size", "Batch size", ["batch_size"], "Which batch size is best, for accuracy and for time?"),
-    ("num_layers", "Layers", ["num_layers"], "How many layers?"),
-    ("hidden_size", "Hidden size", ["hidden_size"], "How wide?"),
-    ("lr", "Learning rate", ["lr"], "Which learning rate?"),
-]
-
-
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: optuna's trials_dataframe with the full configuration (sampled and fixed values,
-    from the ``hyperparams`` user attr) as plain columns and the user attrs without their prefix."""
-    frame = study.trials_dataframe(multi_index=False)
-    frame.columns = [c.removeprefix("user_attrs_") for c in frame.columns]
-    frame = frame.drop(columns=[c for c in frame.columns if c.startswith(("params_", "system_attrs_"))])
-    if "hyperparams" in frame:
-        configs = pd.DataFrame([h if isinstance(h, dict) else {} for h in frame.pop("hyperparams")],
-                               index=frame.index)
-        frame = frame.join(configs)
-    return frame
+    """One row per trial: optuna's trials_dataframe (state, value, times) joined with what each trial recorded:
+    its results, costs and full configuration (sampled and fixed values) as plain columns."""
+    value = "value" if len(study.directions) == 1 else "values"  # multi-objective: values_0, values_1
+    frame = study.trials_dataframe(attrs=("number", value, "datetime_start", "datetime_complete", "duration",
+                                          "state"), multi_index=False)
+    records = [record.read(trial) for trial in study.get_trials(deepcopy=False)]
+    details = pd.DataFrame([{**r.summary(), "max_epochs": r.max_epochs, **(r.hyperparams or {})} for r in records],
+                           index=frame.index)
+    return frame.join(details)
 
 
 def finished(frame: pd.DataFrame) -> pd.DataFrame:
@@ -110,13 +99,18 @@ def _label(column: str, value: object) -> str:
     return str(value)
 
 
-def compare(frame: pd.DataFrame, columns: list[str], metric: str, maximize: bool) -> pd.DataFrame | None:
-    """Per level: completed and pruned trials, best and median metric (completed trials), median epoch seconds
-    and samples per second (completed and pruned: their cost is known either way)."""
+def compare(frame: pd.DataFrame, columns: list[str], metric: str, maximize: bool,
+            results: tuple[str, ...] = ()) -> pd.DataFrame | None:
+    """Per level: completed and pruned trials, best and median metric (completed trials), median epoch seconds,
+    seconds per step and samples per second (completed and pruned: their cost is known either way), and the
+    median of each of the task's ``results`` (completed trials)."""
     done = finished(frame)
     level = levels(done, columns)
     if level is None:
         return None
+    results = tuple(name for name in results if name in done)
+    # A result may be missing for some trials (never reached exact match): NaN, left out of the median.
+    done = done.assign(**{name: pd.to_numeric(done[name], errors="coerce") for name in results})
     grouped = done.assign(level=level).groupby("level", observed=True)
     complete = done.assign(level=level)[done["state"] == "COMPLETE"].groupby("level", observed=True)
     table = pd.DataFrame({
@@ -125,7 +119,9 @@ def compare(frame: pd.DataFrame, columns: list[str], metric: str, maximize: bool
         f"best {metric}": complete["value"].max() if maximize else complete["value"].min(),
         f"median {metric}": complete["value"].median(),
         "median epoch s": grouped["epoch_seconds"].median(),
+        **({"median ms/step": grouped["step_seconds"].median() * 1000} if "step_seconds" in done else {}),
         "median samples/s": grouped["samples_per_second"].median(),
+        **{f"median {name}": complete[name].median() for name in results},
     })
     table["completed"] = table["completed"].fillna(0).astype(int)
     return table.sort_values(f"median {metric}", ascending=not maximize, na_position="last")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import optuna
@@ -9,14 +10,11 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from hpsearch.report import analysis, figures
-from hpsearch.report.classes import ClassResults, class_results
-from hpsearch.search import results
-from hpsearch.search.artifacts import Checkpoints
-from hpsearch.studies import StudySpec
+from hpsearch.report.classes import ClassResults, ModelSource, class_results
+from hpsearch.studies import StudySpec, record
+from hpsearch.training import TASKS
+from hpsearch.training.task import Task
 
-PARAM_COLUMNS = ["cell", "implementation", "nonlinearity", "bidirectional", "num_layers", "hidden_size",
-                 "embedding_dim", "dropout", "optimizer", "lr", "momentum", "weight_decay", "batch_size",
-                 "grad_clip", "lr_schedule", "class_balance"]
 COSTS = {"epoch_seconds": "mean epoch seconds", "n_params": "parameter count"}
 
 
@@ -36,8 +34,9 @@ def walk(sections: list[Section], depth: int = 2):
         yield from walk(section.subsections, depth + 1)
 
 
-def _varying(frame: pd.DataFrame) -> list[str]:
-    return [c for c in PARAM_COLUMNS if c in frame and frame[c].nunique(dropna=True) > 1]
+def _varying(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
+    return [f.name for f in dataclasses.fields(spec.hyperparams)
+            if f.name in frame and frame[f.name].nunique(dropna=True) > 1]
 
 
 def _duration(delta: pd.Timedelta) -> str:
@@ -45,16 +44,19 @@ def _duration(delta: pd.Timedelta) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m {seconds % 60:02d}s"
 
 
-def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: Checkpoints) -> list[Section]:
+def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> list[Section]:
     frame = analysis.trials_frame(study)
     multi = len(study.directions) > 1
     if multi:  # every section below reads the first objective, the validation metric, as "value"
         frame["value"] = frame["values_0"]
     metric = study.user_attrs.get("metric", spec.metric)
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return [_summary(study, frame, spec, metric, multi), _classes(study, spec, data_dir, checkpoints),
-            _importance(study, metric), _pareto(frame, metric), _comparisons(frame, metric, maximize),
-            _dynamics(study, metric, multi)]
+    task = TASKS[spec.task]
+    sections = [_summary(study, frame, spec, metric, multi)]
+    if task.has_classes:
+        sections.append(_classes(study, spec, data_dir, checkpoints))
+    return [*sections, _importance(study, metric), _pareto(frame, spec, metric, maximize),
+            _comparisons(frame, task, metric, maximize), _dynamics(study, spec, multi)]
 
 
 def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool) -> Section:
@@ -78,31 +80,30 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
     best = (list(study.best_trials) if multi else [study.best_trial]) if completed else []
     rows = []
     for trial in best:
-        attrs = trial.user_attrs
-        rows.append({"trial": trial.number, **{f"value {i}": v for i, v in enumerate(trial.values)},
-                     **{k: attrs.get(k) for k in ("val_accuracy", "val_balanced_accuracy", "test_accuracy",
-                                                  "test_balanced_accuracy", "best_epoch", "n_params",
-                                                  "epoch_seconds")},
-                     **attrs.get("hyperparams", trial.params)})
+        stored = record.read(trial)
+        results = {k: v for k, v in stored.results.items() if not k.endswith("_loss")}
+        rows.append({"trial": trial.number, **{f"value {i}": v for i, v in enumerate(trial.values)}, **results,
+                     "best_epoch": stored.best_epoch, "n_params": stored.n_params,
+                     "epoch_seconds": stored.epoch_seconds, **(stored.hyperparams or trial.params)})
     if rows:
         section.tables.append(("Best trial" if not multi else "Pareto-optimal trials",
                                pd.DataFrame(rows).set_index("trial")))
     if best:
-        top = results.best_trial(study)
-        attrs = top.user_attrs
-        section.text.append(
-            f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split accuracy "
-            f"{attrs.get('test_accuracy', float('nan')):.4f} and balanced accuracy "
-            f"{attrs.get('test_balanced_accuracy', float('nan')):.4f} (selection used the validation split only).")
+        top = record.best_trial(study)
+        tested = {k.removeprefix("test_").replace("_", " "): v for k, v in record.read(top).results.items()
+                  if k.startswith("test_") and not k.endswith("_loss") and v is not None}
+        on_test = " and ".join(f"{name} {value:.4f}" for name, value in tested.items()) or "nothing recorded"
+        section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
+                            "(selection used the validation split only).")
     return section
 
 
-def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: Checkpoints) -> Section:
+def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> Section:
     section = Section("Per-class results of the best model")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         section.text.append("No completed trial yet.")
         return section
-    best = results.best_trial(study)
+    best = record.best_trial(study)
     per_class = class_results(best, spec, data_dir, checkpoints)
     if not isinstance(per_class, ClassResults):
         section.text.append(f"Not computed: {per_class}.")
@@ -122,7 +123,7 @@ def _importance(study: optuna.Study, metric: str) -> Section:
     section.text.append("Share of the variation each parameter explains, from completed trials, by two methods; "
                         "where they agree the evidence is stronger.")
     for key, target, name in (("objective", lambda t: t.values[0], metric),
-                              ("cost", lambda t: t.user_attrs.get("epoch_seconds", float("nan")),
+                              ("cost", lambda t: record.read(t).epoch_seconds or float("nan"),
                                "mean epoch seconds")):
         results = analysis.importances(study, target, name)
         for result in results:
@@ -137,49 +138,54 @@ def _importance(study: optuna.Study, metric: str) -> Section:
     return section
 
 
-def _pareto(frame: pd.DataFrame, metric: str) -> Section:
-    section = Section("Accuracy against cost")
+def _pareto(frame: pd.DataFrame, spec: StudySpec, metric: str, maximize: bool) -> Section:
+    section = Section("The objective against cost")
     done = analysis.completed(frame).dropna(subset=["value", *[c for c in COSTS if c in frame]])
     costs = [c for c in COSTS if c in done]
     if len(done) < 2 or not costs:
         section.text.append("Fewer than two completed trials: no front to draw.")
         return section
-    fronts = {cost: analysis.pareto_mask(done["value"], done[cost]) for cost in costs}
-    section.text.append(f"A trial is on the front when no other completed trial has a higher {metric} at a lower "
-                        "cost. Everything off the front buys nothing.")
+    gain = done["value"] if maximize else -done["value"]
+    fronts = {cost: analysis.pareto_mask(gain, done[cost]) for cost in costs}
+    section.text.append(f"A trial is on the front when no other completed trial has a {'higher' if maximize else 'lower'} "
+                        f"{metric} at a lower cost. Everything off the front buys nothing.")
     for cost, mask in fronts.items():
-        columns = ["number", "value", cost] + _varying(done)
+        columns = ["number", "value", cost] + _varying(done, spec)
         section.tables.append((f"Front: {metric} against {COSTS[cost]}",
                                done.loc[mask, columns].sort_values(cost).set_index("number")))
     section.figures.append(figures.pareto(done, fronts, metric))
     return section
 
 
-def _comparisons(frame: pd.DataFrame, metric: str, maximize: bool) -> Section:
+def _comparisons(frame: pd.DataFrame, task: Task, metric: str, maximize: bool) -> Section:
     section = Section("The comparison questions")
     section.text.append("Per level: completed trials, best and median of their validation value, and the cost of "
                         "all finished trials. Trials at one level differ in every other parameter, so a level's "
                         "median is over what the sampler tried there, not a controlled pair.")
     done = analysis.finished(frame)
-    for key, title, columns, question in analysis.QUESTIONS:
-        part = Section(f"{title}: {question}")
-        table = analysis.compare(frame, columns, metric, maximize)
+    results = tuple(m.name for m in task.results)
+    for question in task.questions:
+        columns = list(question.columns)
+        part = Section(f"{question.title}: {question.text}")
+        table = analysis.compare(frame, columns, metric, maximize, results)
         part.text.append(analysis.answer(table, frame, columns, metric, maximize))
         if table is not None:
-            part.tables.append((title, table))
+            part.tables.append((question.title, table))
             level = analysis.levels(done, columns)
-            part.figures.append(figures.comparison(key, title, done, level, [str(i) for i in table.index], metric))
+            part.figures.append(figures.comparison(question.key, question.title, done, level,
+                                                   [str(i) for i in table.index], metric))
         section.subsections.append(part)
     return section
 
 
-def _dynamics(study: optuna.Study, metric: str, multi: bool) -> Section:
+def _dynamics(study: optuna.Study, spec: StudySpec, multi: bool) -> Section:
     section = Section("Search dynamics")
     if multi and study.best_trials:
         section.figures.append(figures.pareto_front_multi(study, study.user_attrs.get("metrics", [])))
     elif not multi and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        section.figures.append(figures.history(study, metric))
-        section.figures.append(figures.learning_curves(study, metric))
+        section.figures.append(figures.history(study, study.user_attrs.get("metric", spec.metric)))
+        # What each trial reported to the pruner: the best value so far of the spec's prune_on metric.
+        section.figures.append(figures.learning_curves(study, spec.prune_on))
     if study.trials:
         section.figures.append(figures.timeline(study))
     return section

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 import pandas as pd
 
-from hpsearch.datasets import load_data
 from hpsearch.errors import HpsearchError
-from hpsearch.search.artifacts import Checkpoints
-from hpsearch.search.training import evaluate
 from hpsearch.studies import StudySpec
+from hpsearch.training.checkpoint import Trained
+from hpsearch.training.classification import evaluate
+
+
+class ModelSource(Protocol):
+    """Where a trial's trained model is found (the study's artifact store)."""
+
+    def load(self, trial: optuna.trial.FrozenTrial) -> Trained: ...
 
 
 @dataclass(frozen=True)
@@ -27,18 +32,19 @@ class ClassResults:
 
 
 def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: str | None,
-                  checkpoints: Checkpoints) -> ClassResults | str:
-    """The results, or a one-line reason they cannot be computed here."""
+                  checkpoints: ModelSource) -> ClassResults | str:
+    """The results of a classification task's trial, or a one-line reason they cannot be computed here."""
     try:
-        model = checkpoints.load(trial)
+        trained = checkpoints.load(trial)
     except HpsearchError as exc:
         return str(exc)
-    data = load_data(spec.task, data_dir, **dataclasses.asdict(spec.data))
-    if tuple(model.classes) != tuple(data.classes):
+    data = trained.task.load(data_dir, spec.data)
+    if tuple(trained.meta["classes"]) != tuple(data.classes):
         return f"trial {trial.number} was trained on other classes than the data found now; check --data-dir"
     names = list(data.classes)
-    predicted = evaluate(model, data.test, len(names)).predictions
-    true = pd.Categorical.from_codes(data.test.labels.cpu().numpy(), categories=names)
+    test = data.split("test")
+    predicted = evaluate(trained.model, test, len(names)).predictions
+    true = pd.Categorical.from_codes(test.labels.cpu().numpy(), categories=names)
     guess = pd.Categorical.from_codes(predicted.numpy(), categories=names)
     confusion = pd.crosstab(pd.Series(true, name="true"), pd.Series(guess, name="predicted"), dropna=False)
     hits = pd.Series([confusion.loc[c, c] for c in names], index=names)

@@ -3,21 +3,56 @@ figures and artifacts, and the artifacts of the study's MLflow parent run."""
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import optuna
 import optuna_dashboard
+from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
+from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import log_folder
 from hpsearch.report import build, write
 from hpsearch.report.build import Section, walk
-from hpsearch.search.artifacts import Checkpoints
-from hpsearch.search.dashboard import attach_results
-from hpsearch.search.storage import ensure_folder
+from hpsearch.report.classes import ModelSource
 from hpsearch.studies import StudySpec
 
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
 DASHBOARD_FIGURES = ("pareto", "compare_")  # the figures worth a place on the study's dashboard page
+
+
+class Checkpoints(ModelSource, Protocol):
+    """The study's artifact store, which holds the trials' checkpoints and takes the report's files."""
+
+    store: ArtifactStore
+
+
+def _digest(stream) -> str:
+    return hashlib.sha256(stream.read()).hexdigest()
+
+
+def attach_results(study: optuna.Study, store: ArtifactStore, folder: Path) -> int:
+    """Attach the report's figures and Markdown to the study, skipping files attached before with the same
+    name and bytes; returns how many were added. (Each trial's checkpoint is already an artifact of its trial.)"""
+    files = sorted(folder.glob("*.png")) + sorted(folder.glob("*.md"))
+    existing: dict[str, set[str]] = {}
+    for meta in get_all_artifact_meta(study):
+        with store.open_reader(meta.artifact_id) as reader:
+            existing.setdefault(meta.filename, set()).add(_digest(reader))
+    added = 0
+    for path in files:
+        with path.open("rb") as handle:
+            if _digest(handle) in existing.get(path.name, set()):
+                continue
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study,
+                        mimetype=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        added += 1
+    return added
 
 
 def to_dashboard(study: optuna.Study, sections: list[Section], folder: Path) -> int:

@@ -9,27 +9,22 @@ serves) unless ``--artifacts`` / ``HPSEARCH_ARTIFACTS`` names a folder every hos
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
-import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from hpsearch.errors import HpsearchError, StorageError
-from hpsearch.models import RecurrentClassifier
-from hpsearch.search.objective import load_checkpoint
-from hpsearch.search.storage import ensure_folder
+from hpsearch.folders import ensure_folder
+from hpsearch.studies import record
+from hpsearch.training import checkpoint
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
-
-ARTIFACT_ATTR = "checkpoint_artifact"  # trial user attr: the artifact id of its best epoch's weights
-LEGACY_ATTR = "checkpoint"  # before the artifact store: an absolute path on the disk of the worker
 
 
 def location(explicit: str | None, workdir: Path) -> str:
@@ -55,19 +50,6 @@ def open_store(where: str, create: bool = True) -> ArtifactStore:
     return FileSystemArtifactStore(str((ensure_folder(folder, "--artifacts") if create else folder).resolve()))
 
 
-class Folder:
-    """Checkpoints as plain files in a folder, for retraining outside the study: a FixedTrial has no artifacts."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def save(self, trial: optuna.trial.FixedTrial, payload: dict[str, Any]) -> dict[str, str]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"trial-{trial.number}.pt"
-        torch.save(payload, path)
-        return {LEGACY_ATTR: str(path)}
-
-
 class Checkpoints:
     """The checkpoints of a study's trials, in one artifact store."""
 
@@ -75,31 +57,31 @@ class Checkpoints:
         self.where, self.workdir = where, workdir
         self.store = open_store(where, create)
 
-    def save(self, trial: optuna.Trial, payload: dict[str, Any]) -> dict[str, str]:
-        """Upload a trial's checkpoint; returns the user attrs that find it again."""
+    def save(self, trial: optuna.Trial, content: bytes) -> dict[str, str]:
+        """Upload a trial's checkpoint; returns the record field that finds it again."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"trial-{trial.number}.pt"  # the file name optuna-dashboard shows
-            torch.save(payload, path)
+            path.write_bytes(content)
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
                                           mimetype="application/octet-stream")
-        return {ARTIFACT_ATTR: artifact_id}
+        return {"checkpoint_artifact": artifact_id}
 
-    def load(self, trial: optuna.trial.FrozenTrial) -> RecurrentClassifier:
-        """The model a completed trial saved, in eval mode."""
-        if artifact_id := trial.user_attrs.get(ARTIFACT_ATTR):
+    def load(self, trial: optuna.trial.FrozenTrial) -> checkpoint.Trained:
+        """The model a completed trial saved, in eval mode, with its task."""
+        if artifact_id := record.read(trial).checkpoint_artifact:
             try:
                 with self.store.open_reader(artifact_id) as reader:
-                    return load_checkpoint(io.BytesIO(reader.read()))
+                    return checkpoint.load(reader.read())
             except ArtifactNotFound:
                 raise HpsearchError(f"trial {trial.number}'s checkpoint (artifact {artifact_id}) is not in the "
                                     f"artifact store {self.where}; pass --artifacts (or HPSEARCH_ARTIFACTS) naming "
                                     "the store the search wrote to") from None
-        return load_checkpoint(self._legacy_path(trial))
+        return checkpoint.load(self._legacy_path(trial))
 
     def _legacy_path(self, trial: optuna.trial.FrozenTrial) -> Path:
         """A checkpoint of a study stored before the artifact store: at its absolute path, or, for a work
         folder that was moved or copied, at the same place under this work folder."""
-        recorded = Path(trial.user_attrs.get(LEGACY_ATTR, ""))
+        recorded = Path(record.read(trial).checkpoint or "")
         moved = self.workdir / "checkpoints" / recorded.parent.name / recorded.name
         for path in (recorded, moved):
             if path.name and path.is_file():

@@ -13,6 +13,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.studies import record
+
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Unexpected errors (not NaN losses, which belong to a configuration) this many trials in a row mean the
 # error will fail every trial: the worker stops instead of burning through the budget.
@@ -40,7 +42,7 @@ class Budget:
         ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))
                  if t.state in COUNTED or (t.number != trial.number and (t.datetime_start, t.number) < me)]
         if len(ahead) >= self.total:
-            trial.set_user_attr("fail_reason", f"not run: other workers filled the budget of {self.total} trials")
+            record.write(trial, fail_reason=f"not run: other workers filled the budget of {self.total} trials")
             raise OverBudget()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -57,7 +59,7 @@ class FailureStreak:
         self.last = ""  # why this worker's last failed trial failed, whatever the cause
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        reason = trial.user_attrs.get("fail_reason", "")
+        reason = record.read(trial).fail_reason or ""
         if trial.state == TrialState.FAIL:
             self.last = reason
         if trial.state != TrialState.FAIL or reason.startswith(("TrainingDiverged", "not run")):

@@ -24,6 +24,8 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models  # the heartbeat table: Optuna has no public reader for it
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.studies import record
+
 OWNER_ATTR = "worker"
 RETRY_ATTR = "retry_of"  # on a trial queued again after its worker died: the number of the trial it retries
 
@@ -82,8 +84,7 @@ def fail_gone(study: optuna.Study, on_failed) -> None:
         if owner is None or not owner.gone():
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                        f"its worker (process {owner.pid} on {owner.host}) died")
+            record.store(storage, trial._trial_id, fail_reason=f"its worker (process {owner.pid} on {owner.host}) died")
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
@@ -91,11 +92,11 @@ def fail_gone(study: optuna.Study, on_failed) -> None:
         on_failed(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
 
 
-def to_retry(trial: FrozenTrial, *drop: str) -> FrozenTrial:
-    """A copy of a dead worker's trial to queue again: without what belonged to the dead run (its owner and
-    the user attrs in ``drop``), and naming the trial it retries."""
+def to_retry(trial: FrozenTrial) -> FrozenTrial:
+    """A copy of a dead worker's trial to queue again: without what belonged to the dead run (its owner, its
+    MLflow run, why it failed), and naming the trial it retries."""
     retry = copy.deepcopy(trial)
-    retry.user_attrs = {**{k: v for k, v in trial.user_attrs.items() if k not in (OWNER_ATTR, "fail_reason", *drop)},
+    retry.user_attrs = {**{k: v for k, v in trial.user_attrs.items() if k not in (OWNER_ATTR, *record.PER_RUN)},
                         RETRY_ATTR: trial.number}
     return retry
 

@@ -1,16 +1,18 @@
 """Find a study: the spec a --study value names, and the study stored under its name.
 
-Kept free of torch and mlflow, so that `best`, `studies` and `predict` start quickly.
+Validating a spec imports its task, and with it torch; finding a stored study by name needs neither, so that
+`best` starts quickly.
 """
 
 from __future__ import annotations
 
 import optuna
 
-from hpsearch.datasets import TASKS
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.search.storage import open_storage
 from hpsearch.studies import StudySpec, load_spec
+from hpsearch.studies.spec import name_of
+from hpsearch.training import TASKS
 from hpsearch.urls import mask
 
 
@@ -22,7 +24,7 @@ def study_name(ref: str) -> str:
     """The stored name a --study value means: its spec's name, or the value itself for a study whose spec
     is not at hand (a spec file that moved, a study made by another host)."""
     try:
-        return load(ref).name
+        return name_of(ref)
     except SpecError:
         if ref.endswith(".toml"):
             raise

@@ -8,6 +8,7 @@ import optuna
 
 from hpsearch.search.budget import COUNTED
 from hpsearch.search.liveness import RETRY_ATTR, Elsewhere, Owner
+from hpsearch.studies import record
 
 
 class Progress:
@@ -51,7 +52,7 @@ class Progress:
     def dead(self, trial: optuna.trial.FrozenTrial, retried: bool, first: int | None) -> None:
         """A trial whose worker died has been marked failed."""
         owner = Owner.of(trial)
-        if "fail_reason" in trial.user_attrs:  # failed here, as soon as its process was found gone
+        if record.read(trial).fail_reason:  # failed here, as soon as its process was found gone
             how = f"was running in process {owner.pid} on this host, which has ended" if owner else "lost its worker"
         else:
             how = f"{owner.where() if owner else 'in another process'} sent no heartbeat for too long"
@@ -63,20 +64,25 @@ class Progress:
         self.say(f"trial {trial.number}{of}: {', '.join(f'{k}={_short(v)}' for k, v in trial.params.items())}")
 
     def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
-        self.say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: "
-                 f"train loss {metrics['train_loss']:.4f}, val accuracy {metrics['val_accuracy']:.4f} "
-                 f"(balanced {metrics['val_balanced_accuracy']:.4f}), {metrics['epoch_seconds']:.1f}s")
+        validation = ", ".join(f"{name.removeprefix('val_').replace('_', ' ')} {value:.4f}"
+                               for name, value in metrics.items() if name.startswith("val_") and name != "val_loss")
+        self.say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: train loss {metrics['train_loss']:.4f}, "
+                 f"val {validation}, {metrics['epoch_seconds']:.1f}s")
+
+    def trained(self, trial: optuna.Trial, model: object) -> None:
+        """Nothing to say about the model itself: the trial's line follows."""
 
     def trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()
         value = f" value {', '.join(f'{v:.4g}' for v in trial.values)}" if trial.values else ""
-        epochs = trial.user_attrs.get("epochs")
+        stored = record.read(trial)
+        epochs = stored.epochs
         after = f" after {epochs} epoch{'s' * (epochs != 1)}" if epochs else ""
         best = ""
         if len(study.directions) == 1 and any(t.state == optuna.trial.TrialState.COMPLETE
                                               for t in study.get_trials(deepcopy=False)):
             best = f"; best so far: trial {study.best_trial.number} ({study.best_value:.4f})"
-        reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+        reason = f" ({stored.fail_reason})" if stored.fail_reason else ""
         self.say(f"trial {trial.number} {state}{value}{after}{reason}{best}")
 
 

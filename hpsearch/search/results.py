@@ -8,41 +8,35 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch.errors import HpsearchError
 from hpsearch.search.storage import open_storage
+from hpsearch.studies import record
 
-SUMMARY_ATTRS = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy",
-                 "best_epoch", "epochs", "epoch_seconds", "samples_per_second", "n_params", "seed", "checkpoint_artifact")
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best completed trial; in a multi-objective study, the Pareto-optimal one best on the first objective."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise HpsearchError(f"study '{study.study_name}' has no completed trial yet; run `hpsearch run` first")
-    if len(study.directions) == 1:
-        return study.best_trial
-    pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(study.best_trials, key=lambda t: t.values[0])
+_CONTEXT = ("params", "hyperparams", "study", "trial", "metric", "value")
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any]:
-    """The best completed trial: value, sampled params, metrics and the full configuration it trained with."""
-    trial = best_trial(study)
+    """The best completed trial: value, sampled params, what it recorded (the task's metrics on validation and
+    test, costs) and the full configuration it trained with."""
+    trial = record.best_trial(study)
+    stored = record.read(trial)
     return {
         "study": study.study_name,
         "trial": trial.number,
         "metric": study.user_attrs.get("metric"),
         "value": trial.values[0],
         "params": trial.params,
-        **{key: trial.user_attrs.get(key) for key in SUMMARY_ATTRS},
-        "hyperparams": trial.user_attrs.get("hyperparams"),
+        **stored.summary(),
+        "seed": stored.seed,
+        "checkpoint_artifact": stored.checkpoint_artifact,
+        "hyperparams": stored.hyperparams,
     }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"best trial of '{summary['study']}': #{summary['trial']}, {summary['metric']} = {summary['value']:.4f}"]
-    for key in SUMMARY_ATTRS:
-        value = summary[key]
+    for key, value in summary.items():
+        if key in _CONTEXT:
+            continue
         lines.append(f"  {key:<24}{value:.4f}" if isinstance(value, float) else f"  {key:<24}{value}")
     lines.append("  params:")
     lines += [f"    {name:<22}{value:.4g}" if isinstance(value, float) else f"    {name:<22}{value}"

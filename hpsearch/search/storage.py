@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
 
 from hpsearch.errors import StorageError
+from hpsearch.folders import ensure_folder
 from hpsearch.urls import mask
 
 DEFAULT_WORKDIR = "hpsearch-runs"
@@ -31,16 +32,6 @@ def experimental_ok():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def ensure_folder(path: Path, setting: str) -> Path:
-    """Create ``path`` (and its parents) if needed; a folder that cannot be made is the user's to fix."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"{setting} {path}: cannot create this folder ({exc.strerror}); give a folder this user "
-                           "can write") from None
-    return path
 
 
 def workdir_path(workdir: str | os.PathLike | None) -> Path:

@@ -14,19 +14,21 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpsearch.datasets import load_data
 from hpsearch.errors import HpsearchError, Interrupted, StorageError, Terminated
+from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import check_reachable, tracking_uri
 from hpsearch.search import liveness
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
-from hpsearch.search.storage import HEARTBEAT_GRACE_S, ensure_folder, experimental_ok, open_storage
-from hpsearch.search.tracking import RUN_ATTR, TrialTracking
-from hpsearch.search.training import resolve_device
+from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
+from hpsearch.search.tracking import TrialTracking
 from hpsearch.studies import StudySpec
 from hpsearch.studies.spec import PRUNERS, SAMPLERS
+from hpsearch.training import TASKS
+from hpsearch.training.loop import resolve_device
+from hpsearch.training.task import TaskData
 from hpsearch.urls import mask
 
 
@@ -137,7 +139,7 @@ class StaleTrials:
         with experimental_ok():
             earlier = RetryHeartbeatStaleTrialCallback.retry_history(trial)
         # The copy queued again must not carry the dead run's owner or MLflow run id.
-        self.retry(study, liveness.to_retry(trial, RUN_ATTR))
+        self.retry(study, liveness.to_retry(trial))
         self.progress.dead(trial, retried=len(earlier) < self.MAX_RETRY, first=earlier[0] if earlier else None)
 
 
@@ -160,7 +162,7 @@ def _wait_for_others(session: _Session, progress: Progress, grace: int) -> None:
 class _Session:
     """What one process searches with: the data, the opened study and its MLflow tracking."""
 
-    data: Any
+    data: TaskData
     storage: optuna.storages.BaseStorage
     study: optuna.Study
     budget: Budget
@@ -169,14 +171,19 @@ class _Session:
     tracking: TrialTracking | None
 
 
-def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, data: Any = None) -> _Session:
+def load_data(spec: StudySpec, options: SearchOptions) -> TaskData:
+    return TASKS[spec.task].load(options.data_dir, spec.data)
+
+
+def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None,
+                  ) -> _Session:
     # Progress lines replace Optuna's own logs, which print a traceback for every failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Data first, then the tracking server: a missing folder or an unreachable server must fail before
     # the study is created or touched.
     ensure_folder(options.workdir, "--workdir")
     if data is None:
-        data = load_data(spec.task, options.data_dir, **dataclasses.asdict(spec.data))
+        data = load_data(spec, options)
     uri = tracking_uri(options.tracking_uri, options.workdir) if options.mlflow else None
     if uri:
         check_reachable(uri)
@@ -189,7 +196,7 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     if uri and budget.finished(study) < budget.total:
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
                     "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url)}
-        tracking = TrialTracking(study, spec, uri, checkpoints, artifact_root=options.workdir / "mlartifacts",
+        tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / "mlartifacts",
                                  settings=settings, register_as=options.register_model)
         stale.tracking = tracking
     session = _Session(data, storage, study, budget, stale, checkpoints, tracking)
@@ -199,7 +206,7 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     return session
 
 
-def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: Any = None) -> int:
+def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None) -> int:
     """Create or open the study and its MLflow parent run before workers start; returns the trials to run.
 
     Workers started together would otherwise race to create the same storage tables, experiment and
@@ -224,8 +231,8 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
     failures = FailureStreak()
     hooks: list = [progress] + ([tracking] if tracking else [])
     callbacks: list = ([tracking] if tracking else []) + [budget, failures, progress.trial]
-    objective = Objective(spec, session.data, max_epochs=options.epochs or spec.max_epochs, device=device,
-                          checkpoints=session.checkpoints, hooks=hooks)
+    objective = Objective(spec, TASKS[spec.task], session.data, max_epochs=options.epochs or spec.max_epochs,
+                          device=device, checkpoints=session.checkpoints, hooks=hooks)
 
     def admitted(trial: optuna.Trial) -> float:
         liveness.claim(trial)

@@ -15,11 +15,10 @@ import sys
 import threading
 from types import FrameType
 
-from hpsearch.datasets import load_data
 from hpsearch.errors import HpsearchError, Interrupted, Terminated
 from hpsearch.search.progress import Progress
 from hpsearch.search.resources import check_workers, cores
-from hpsearch.search.study import SearchOptions, prepare_search, run_search
+from hpsearch.search.study import SearchOptions, load_data, prepare_search, run_search
 from hpsearch.studies import StudySpec
 
 # Work a stop signal must not cut in half. An exception raised inside a storage transaction can leave its
@@ -70,7 +69,7 @@ def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, er
 def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: bool) -> None:
     """Run ``n_jobs`` workers to the study's budget; raises what they hit, once, after all have stopped."""
     # The data first, as every worker loads it, so that this process weighs what a worker will.
-    data = load_data(spec.task, options.data_dir, **dataclasses.asdict(spec.data))
+    data = load_data(spec, options)
     if warning := check_workers(n_jobs, options.threads or max(1, cores() // n_jobs)):
         print(warning, file=sys.stderr, flush=True)  # even with --quiet, which silences progress only
     remaining = prepare_search(spec, options, Progress(quiet), data)

@@ -1,4 +1,4 @@
-"""Study specs: built-in TOML files and the loader that validates them."""
+"""Study specs (built-in TOML files and the loader that validates them) and the record of what a trial produced."""
 
 from hpsearch.studies.spec import Hyperparams, StudySpec, builtin_names, load_spec
 

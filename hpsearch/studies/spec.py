@@ -15,13 +15,15 @@ import re
 import tomllib
 import typing
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import optuna
 
+from hpsearch.datasets.options import DataOptions, number
 from hpsearch.errors import SpecError
 
 Cell = Literal["rnn", "gru", "lstm"]
@@ -29,6 +31,27 @@ Implementation = Literal["builtin", "handwritten"]  # torch.nn's fused layers or
 Nonlinearity = Literal["tanh", "relu"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax"]
 Schedule = Literal["constant", "cosine"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric hyperparameter can take at all; a spec's ranges must lie inside."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        low = f"{'>' if self.low_open else '>='} {self.low:g}"
+        if math.isinf(self.high):
+            return low
+        return f"{low} and {'<' if self.high_open else '<='} {self.high:g}"
 
 
 @dataclass(frozen=True)
@@ -54,49 +77,25 @@ class Hyperparams:
     # entropy, 1 weighs every class equally (balanced accuracy up, plain accuracy down).
     class_balance: float = 0.0
 
+    # What the model, the optimizers and the loss accept, checked when a spec loads rather than when a trial
+    # that drew an impossible value fails. A task's subclass adds the limits of its own fields.
+    limits: ClassVar[dict[str, Limit]] = {
+        "num_layers": Limit(1), "hidden_size": Limit(1), "embedding_dim": Limit(1), "batch_size": Limit(1),
+        "dropout": Limit(0, 1, high_open=True), "lr": Limit(0, low_open=True),
+        "momentum": Limit(0, 1, high_open=True), "weight_decay": Limit(0), "grad_clip": Limit(0),
+        "class_balance": Limit(0, 1),
+    }
+
     def seed(self) -> int:
         """A seed derived from the values alone, so the same configuration trains the same way again."""
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).digest()
         return int.from_bytes(digest[:4], "little")
 
 
-_HP_TYPES = typing.get_type_hints(Hyperparams)
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The values a numeric hyperparameter can take at all; a spec's ranges must lie inside."""
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-
-    def admits(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return math.isfinite(value) and above and below
-
-    def __str__(self) -> str:
-        low = f"{'>' if self.low_open else '>='} {self.low:g}"
-        if math.isinf(self.high):
-            return low
-        return f"{low} and {'<' if self.high_open else '<='} {self.high:g}"
-
-
-# What the model, the optimizers and the loss accept, checked when a spec loads rather than when a trial
-# that drew an impossible value fails.
-LIMITS = {
-    "num_layers": Limit(1), "hidden_size": Limit(1), "embedding_dim": Limit(1), "batch_size": Limit(1),
-    "dropout": Limit(0, 1, high_open=True), "lr": Limit(0, low_open=True), "momentum": Limit(0, 1, high_open=True),
-    "weight_decay": Limit(0), "grad_clip": Limit(0), "class_balance": Limit(0, 1),
-}
 
 # A study name becomes a folder name (checkpoints, reports), an MLflow experiment and part of URLs.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
-# Natural direction of each metric a trial can be selected on (all on the validation split, never test).
-METRICS = {"val_accuracy": "maximize", "val_balanced_accuracy": "maximize", "val_loss": "minimize"}
 # Costs a multi-objective spec may name as its second objective: mean seconds per epoch, or parameter count.
 COSTS = {"epoch_seconds": "minimize", "n_params": "minimize"}
 
@@ -123,11 +122,16 @@ class Component:
             return registry[self.type](**{**self.options, **overrides})
 
 
-@dataclass(frozen=True)
-class DataOptions:
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
+class TaskDeclaration(Protocol):
+    """What a spec is checked against: a task's metrics, data settings and parameters (see training/task.py)."""
+
+    objective: str
+    data_options: type[DataOptions]
+    hyperparams: type[Hyperparams]
+
+    def selectable(self) -> dict[str, str]: ...
+
+    def check_space(self, space: Sequence[Param]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,10 @@ class StudySpec:
     directions: tuple[str, ...]
     n_trials: int
     max_epochs: int
+    prune_on: str  # the validation metric reported to the pruner, best so far, after every epoch
     description: str = ""
-    data: DataOptions = DataOptions()
+    data: DataOptions = field(default_factory=DataOptions)  # the task's own subclass
+    hyperparams: type[Hyperparams] = Hyperparams
     sampler: Component = Component("tpe")
     pruner: Component = Component("median")
     space: tuple[Param, ...] = ()
@@ -198,10 +204,10 @@ class StudySpec:
         for param in self.space:
             if param.active(chosen):
                 chosen[param.name] = param.suggest(trial)
-        return Hyperparams(**chosen)
+        return self.hyperparams(**chosen)
 
 
-_TOP_KEYS = {"name", "description", "task", "metric", "direction", "n_trials", "max_epochs",
+_TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "n_trials", "max_epochs",
              "data", "sampler", "pruner", "space", "enqueue"}
 _PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
 
@@ -224,13 +230,38 @@ def resolve(ref: str) -> Path:
                     "(or pass the path of a .toml spec)")
 
 
-def load_spec(ref: str, tasks: typing.Collection[str]) -> StudySpec:
-    """Read and validate a spec; ``tasks`` names the tasks this installation can train."""
-    path = resolve(ref)
+def _read(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+
+
+def name_of(ref: str) -> str:
+    """The study name a spec gives, without validating the rest (which would import its task)."""
+    path = resolve(ref)
+    problems: list[str] = []
+    name = _name(_read(path), path, problems)
+    if problems:
+        raise SpecError(f"{path}: {problems[0]}")
+    return name
+
+
+def outline(ref: str) -> dict[str, Any]:
+    """Name, task, objective, budget and description of a spec as written, for listing specs: validating them
+    would import every task, and with it torch."""
+    path = resolve(ref)
+    raw = _read(path)
+    metric = raw.get("metric", "")
+    return {"name": raw.get("name", path.stem), "task": raw.get("task"),
+            "metric": ",".join(metric) if isinstance(metric, list) else metric,
+            "n_trials": raw.get("n_trials", 40), "description": raw.get("description", "")}
+
+
+def load_spec(ref: str, tasks: Mapping[str, TaskDeclaration]) -> StudySpec:
+    """Read and validate a spec; ``tasks`` are the tasks this installation can train, by name."""
+    path = resolve(ref)
+    raw = _read(path)
     problems: list[str] = []
     spec = _build(raw, path, tasks, problems)
     if problems:
@@ -238,34 +269,41 @@ def load_spec(ref: str, tasks: typing.Collection[str]) -> StudySpec:
     return spec
 
 
-def _build(raw: dict, path: Path, tasks: typing.Collection[str], problems: list[str]) -> StudySpec | None:
+def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems: list[str]) -> StudySpec | None:
     problems += [f"{k}: unknown key (known: {', '.join(sorted(_TOP_KEYS))})" for k in raw if k not in _TOP_KEYS]
     name = _name(raw, path, problems)
     if not isinstance(raw.get("description", ""), str):
         problems.append(f"description: must be a string, got {raw['description']!r}")
-    task = raw.get("task")
-    if task not in tasks:
-        problems.append(f"task: unknown task {task!r} (known: {', '.join(sorted(tasks))})")
-    metrics, directions = _objectives(raw, problems)
+    task_name = raw.get("task")
+    if not isinstance(task_name, str) or task_name not in tasks:
+        problems.append(f"task: unknown task {task_name!r} (known: {', '.join(sorted(tasks))})")
+        task = None
+    else:
+        task = tasks[task_name]
+    metrics, directions = _objectives(raw, task, problems)
+    prune_on = _prune_on(raw, task, metrics, directions, problems)
     for key, default in (("n_trials", 40), ("max_epochs", 20)):
         value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"{key}: must be a whole number >= 1, got {value!r}")
-    data = _data_options(raw.get("data", {}), problems)
+    data = _data_options(raw.get("data", {}), task.data_options if task else DataOptions, problems)
+    hyperparams = task.hyperparams if task else Hyperparams
     sampler = _component("sampler", raw.get("sampler", {}), SAMPLERS, "tpe", problems)
     pruner = _component("pruner", raw.get("pruner", {}), PRUNERS, "none" if len(metrics) > 1 else "median", problems)
     if len(metrics) > 1 and pruner.type != "none":
         problems.append('pruner: Optuna cannot prune a multi-objective study; set type = "none" or drop [pruner]')
     if "space" not in raw:
         problems.append("space: missing; add a [space] table of the parameters to search (or fix)")
-    space = _space(raw.get("space", {}), problems)
+    space = _space(raw.get("space", {}), hyperparams, problems)
+    if task and not problems:
+        problems += task.check_space(space)
     enqueue = _enqueue(raw.get("enqueue", []), space, problems)
     if problems:
         return None
-    return StudySpec(name=name, path=path, task=task, metrics=metrics, directions=directions,
-                     n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20),
-                     description=raw.get("description", ""), data=data, sampler=sampler, pruner=pruner,
-                     space=space, enqueue=enqueue)
+    return StudySpec(name=name, path=path, task=task_name, metrics=metrics, directions=directions,
+                     n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20), prune_on=prune_on,
+                     description=raw.get("description", ""), data=data, hyperparams=hyperparams, sampler=sampler,
+                     pruner=pruner, space=space, enqueue=enqueue)
 
 
 def _name(raw: dict, path: Path, problems: list[str]) -> str:
@@ -277,18 +315,20 @@ def _name(raw: dict, path: Path, problems: list[str]) -> str:
     return name
 
 
-def _objectives(raw: dict, problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``metric`` is one validation metric, or a list of it and one cost; ``direction`` follows each."""
-    given = raw.get("metric", "val_accuracy")
+def _objectives(raw: dict, task: TaskDeclaration | None,
+                problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``metric`` is one validation metric of the task, or a list of it and one cost; ``direction`` follows each."""
+    selectable = task.selectable() if task else {}
+    given = raw.get("metric", task.objective if task else "val_loss")
     metrics = tuple(given) if isinstance(given, list) else (given,)
     if not 1 <= len(metrics) <= 2:
         problems.append(f"metric: name one metric, or a metric and a cost; got {given!r}")
-        return ("val_accuracy",), ("maximize",)
-    if metrics[0] not in METRICS:
-        problems.append(f"metric: unknown metric {metrics[0]!r} (known: {', '.join(METRICS)})")
+        return ("val_loss",), ("minimize",)
+    if task and metrics[0] not in selectable:
+        problems.append(f"metric: unknown metric {metrics[0]!r} (known: {', '.join(selectable)})")
     if len(metrics) == 2 and metrics[1] not in COSTS:
         problems.append(f"metric: the second objective must be a cost ({', '.join(COSTS)}), got {metrics[1]!r}")
-    natural = {**METRICS, **COSTS}
+    natural = {**selectable, **COSTS}
     given_directions = raw.get("direction", [natural.get(m, "maximize") for m in metrics])
     directions = tuple(given_directions) if isinstance(given_directions, list) else (given_directions,)
     if len(directions) != len(metrics):
@@ -299,21 +339,29 @@ def _objectives(raw: dict, problems: list[str]) -> tuple[tuple[str, ...], tuple[
     return metrics, directions
 
 
-def _data_options(raw: Any, problems: list[str]) -> DataOptions:
-    known = {f.name for f in dataclasses.fields(DataOptions)}
+def _prune_on(raw: dict, task: TaskDeclaration | None, metrics: tuple[str, ...], directions: tuple[str, ...],
+              problems: list[str]) -> str:
+    """The pruner compares values in the study's direction, so the metric it is given must share it."""
+    prune_on = raw.get("prune_on", metrics[0])
+    if task is None or "prune_on" not in raw:
+        return prune_on
+    selectable = task.selectable()
+    if prune_on not in selectable:
+        problems.append(f"prune_on: unknown metric {prune_on!r} (known: {', '.join(selectable)})")
+    elif selectable[prune_on] != directions[0]:
+        problems.append(f"prune_on: {prune_on} is {selectable[prune_on]}d, but the study is {directions[0]}d; "
+                        f"prune on a metric that is {directions[0]}d too")
+    return prune_on
+
+
+def _data_options(raw: Any, kind: type[DataOptions], problems: list[str]) -> DataOptions:
+    known = {f.name: f for f in dataclasses.fields(kind)}
     if not isinstance(raw, dict):
         problems.append("data: must be a table")
-        return DataOptions()
+        return kind()
     problems += [f"data.{k}: unknown key (known: {', '.join(sorted(known))})" for k in raw if k not in known]
-    options = DataOptions(**{k: v for k, v in raw.items() if k in known})
-    for key in ("val_fraction", "test_fraction"):
-        value = getattr(options, key)
-        if not _is_number(value) or not 0 < value < 1:
-            problems.append(f"data.{key}: must be a fraction between 0 and 1, got {value!r}")
-    if not isinstance(options.split_seed, int) or isinstance(options.split_seed, bool):
-        problems.append(f"data.split_seed: must be a whole number, got {options.split_seed!r}")
-    if not problems and options.val_fraction + options.test_fraction >= 1:
-        problems.append("data: val_fraction + test_fraction must leave something to train on")
+    options = kind(**{k: v for k, v in raw.items() if k in known})
+    problems += options.problems()
     return options
 
 
@@ -345,19 +393,21 @@ def _component(section: str, raw: Any, registry: dict, default: str, problems: l
     return component
 
 
-def _space(raw: Any, problems: list[str]) -> tuple[Param, ...]:
+def _space(raw: Any, hyperparams: type[Hyperparams], problems: list[str]) -> tuple[Param, ...]:
     if not isinstance(raw, dict):
         problems.append("space: must be a table of parameters")
         return ()
+    hints = typing.get_type_hints(hyperparams)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(hyperparams)}
     params: list[Param] = []
     for name, body in raw.items():
         key = f"space.{name}"
-        if name not in _HP_TYPES:
-            problems.append(f"{key}: unknown parameter (known: {', '.join(_HP_TYPES)})")
+        if name not in types:
+            problems.append(f"{key}: unknown parameter (known: {', '.join(types)})")
             continue
         if not isinstance(body, dict):
             body = {"value": body}  # `lr = 0.01` is shorthand for a fixed value
-        param = _param(name, body, key, problems)
+        param = _param(name, body, key, types[name], hyperparams.limits.get(name), problems)
         if param is None:
             continue
         for cond, allowed in param.when.items():
@@ -385,7 +435,7 @@ def _enqueue(raw: Any, space: tuple[Param, ...], problems: list[str]) -> tuple[d
     return tuple(raw)
 
 
-def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None:
+def _param(name: str, body: dict, key: str, hp_type: Any, limit: Limit | None, problems: list[str]) -> Param | None:
     before = len(problems)
     problems += [f"{key}.{k}: unknown key (known: {', '.join(sorted(_PARAM_KEYS))})"
                  for k in body if k not in _PARAM_KEYS]
@@ -398,14 +448,13 @@ def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None
         problems.append(f"{key}.when: must be a table like {{ optimizer = \"sgd\" }}")
         when = {}
     when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
-    hp_type = _HP_TYPES[name]
     if kind == "fixed":
         if "value" not in body:
             problems.append(f"{key}: a fixed parameter needs `value`")
         elif not _fits(body["value"], hp_type):
             problems.append(f"{key}.value: {body['value']!r} is not a valid {name} ({_describe(hp_type)})")
         else:
-            problems += _outside_limit(name, key + ".value", [body["value"]])
+            problems += _outside_limit(name, limit, key + ".value", [body["value"]])
         param = Param(name, kind, value=body.get("value"), when=when)
     elif kind == "categorical":
         choices = body.get("choices")
@@ -415,14 +464,14 @@ def _param(name: str, body: dict, key: str, problems: list[str]) -> Param | None
         problems += [f"{key}.choices: {c!r} is not a valid {name} ({_describe(hp_type)})"
                      for c in choices if not _fits(c, hp_type)]
         if len(problems) == before:
-            problems += _outside_limit(name, key + ".choices", choices)
+            problems += _outside_limit(name, limit, key + ".choices", choices)
         param = Param(name, kind, choices=tuple(choices), when=when)
     else:
-        param = _range_param(name, kind, body, key, hp_type, when, problems)
+        param = _range_param(name, kind, body, key, hp_type, limit, when, problems)
     return param if len(problems) == before else None
 
 
-def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, when: dict,
+def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, limit: Limit | None, when: dict,
                  problems: list[str]) -> Param:
     number = int if kind == "int" else (int, float)
     if hp_type not in (int, float) or (kind == "float" and hp_type is int):
@@ -447,12 +496,11 @@ def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, when:
         if log is True and step is not None and (kind == "float" or step != 1):
             problems.append(f"{key}: step and log cannot be used together")
     if len(problems) == before and hp_type in (int, float):
-        problems += _outside_limit(name, key, [low, high])
+        problems += _outside_limit(name, limit, key, [low, high])
     return Param(name, kind, low=low, high=high, step=step, log=log, when=when)
 
 
-def _outside_limit(name: str, key: str, values: list) -> list[str]:
-    limit = LIMITS.get(name)
+def _outside_limit(name: str, limit: Limit | None, key: str, values: list) -> list[str]:
     return [f"{key}: {value!r} is not a possible {name} (must be {limit})"
             for value in values if limit and not limit.admits(value)]
 
@@ -464,12 +512,8 @@ def _like(value: Any, default: Any) -> bool:
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, float):
-        return _is_number(value)
+        return number(value)
     return True
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _infer_kind(body: dict) -> str:
@@ -485,7 +529,7 @@ def _fits(value: Any, hp_type: Any) -> bool:
     if typing.get_origin(hp_type) is Literal:
         return value in typing.get_args(hp_type)
     if hp_type is float:
-        return _is_number(value)
+        return number(value)
     return type(value) is hp_type
 
 

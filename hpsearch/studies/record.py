@@ -1,0 +1,94 @@
+"""What a trial produced, declared once: the only place that names the user attrs a trial's results are
+stored under in Optuna, and that reads them back (including from studies stored by earlier versions).
+
+(Who runs a trial, ``worker`` and ``retry_of``, belongs to ``search/liveness.py``.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.errors import HpsearchError
+
+RESULTS_ATTR = "results"
+# Before the task plug-ins, a trial's results were user attrs of their own.
+_LEGACY_RESULTS = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    hyperparams: dict[str, Any] | None = None  # the full configuration, sampled and fixed values
+    seed: int | None = None
+    max_epochs: int | None = None  # what pruning saved is measured against it
+    epochs: int | None = None  # trained, pruned or not
+    best_epoch: int | None = None
+    epoch_seconds: float | None = None  # mean over the epochs trained
+    samples_per_second: float | None = None
+    step_seconds: float | None = None  # training time per optimizer step
+    n_params: int | None = None
+    # A completed trial's best-epoch validation metrics (val_*), test metrics (test_*) and task results.
+    results: dict[str, Any] = field(default_factory=dict)
+    checkpoint_artifact: str | None = None  # artifact id of its best weights in the study's artifact store
+    checkpoint: str | None = None  # before the artifact store: a path on the disk of the worker
+    mlflow_run_id: str | None = None
+    fail_reason: str | None = None  # Optuna keeps none for a failed trial
+
+    def summary(self) -> dict[str, Any]:
+        """The results and costs as one flat mapping (``val_accuracy``, ..., ``epochs``, ``n_params``)."""
+        costs = ("best_epoch", "epochs", "epoch_seconds", "samples_per_second", "step_seconds", "n_params")
+        return {**self.results, **{name: getattr(self, name) for name in costs}}
+
+    def final_metrics(self) -> dict[str, float]:
+        """The numbers of a finished run, named apart from the per-epoch metrics (``best_val_accuracy``,
+        ``mean_epoch_seconds``), so that an MLflow run's epoch history gets no stray point."""
+        named = {**{("best_" + k if k.startswith("val_") else k): v for k, v in self.results.items()},
+                 "best_epoch": self.best_epoch, "n_params": self.n_params, "mean_epoch_seconds": self.epoch_seconds}
+        return {k: v for k, v in named.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TrialRecord)}
+# What belongs to one run of a trial: a copy queued again after its worker died starts without them.
+PER_RUN = ("mlflow_run_id", "fail_reason")
+
+
+def read(trial: FrozenTrial | optuna.Trial) -> TrialRecord:
+    attrs = trial.user_attrs
+    stored = {name: attrs[name] for name in _FIELDS if name in attrs}
+    if RESULTS_ATTR not in attrs:
+        stored["results"] = {name: attrs[name] for name in _LEGACY_RESULTS if name in attrs}
+    return TrialRecord(**stored)
+
+
+def write(trial: optuna.Trial, **values: Any) -> None:
+    """Store fields of a trial's record; None leaves a field unset."""
+    for name, value in _checked(values):
+        trial.set_user_attr(name, value)
+
+
+def store(storage: optuna.storages.BaseStorage, trial_id: int, **values: Any) -> None:
+    """``write`` for a trial that is not this process's (its worker died): through the storage."""
+    for name, value in _checked(values):
+        storage.set_trial_user_attr(trial_id, name, value)
+
+
+def _checked(values: dict[str, Any]):
+    for name, value in values.items():
+        if name not in _FIELDS:
+            raise TypeError(f"{name!r} is not a field of TrialRecord")
+        if value is not None:
+            yield name, value
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    """The best completed trial; in a multi-objective study, the Pareto-optimal one best on the first objective."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise HpsearchError(f"study '{study.study_name}' has no completed trial yet; run `hpsearch run` first")
+    if len(study.directions) == 1:
+        return study.best_trial
+    pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(study.best_trials, key=lambda t: t.values[0])

@@ -1,0 +1,156 @@
+"""Sequence classification, shared by the tasks that label a token sequence (surnames; IMDB later): class
+weights, one epoch over length buckets, evaluation, and top-k prediction from raw text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from hpsearch.datasets.batching import Split, ordered_batches, shuffled_batches, tensorise
+from hpsearch.models import RecurrentClassifier
+from hpsearch.studies import Hyperparams
+from hpsearch.training.task import Epoch, Metric, Task
+
+EVAL_BATCH = 1024
+
+
+class LabelledData(Protocol):
+    classes: tuple[str, ...]
+    vocab_size: int
+    fingerprint: str
+
+    def split(self, name: str) -> Split: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    balanced_accuracy: float  # mean recall over the classes present: small classes count as much as large ones
+    predictions: torch.Tensor
+
+
+def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> torch.Tensor:
+    """Loss weights proportional to count ** -balance, scaled so the mean weight per sample is 1."""
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    weights = counts.pow(-balance)
+    return weights * len(labels) / (weights * counts).sum()
+
+
+def train_epoch(model: nn.Module, data: Split, batches: Iterable[torch.Tensor], optimizer: torch.optim.Optimizer,
+                grad_clip: float, weights: torch.Tensor) -> Epoch:
+    """Mean training loss (class-weighted) and accuracy over one pass of ``data`` in index ``batches``."""
+    model.train()
+    total_loss = torch.zeros((), device=data.labels.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.labels.device)
+    steps = 0
+    for index in batches:
+        tokens, lengths, labels = data.batch(index)
+        logits = model(tokens, lengths)
+        loss = nn.functional.cross_entropy(logits, labels, weight=weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        # Accumulate on the device: reading .item() per batch would synchronise a GPU every step.
+        total_loss += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        steps += 1
+    return Epoch({"loss": total_loss.item() / len(data), "accuracy": correct.item() / len(data)}, len(data), steps)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Split, num_classes: int) -> Evaluation:
+    model.eval()
+    predictions = torch.empty_like(data.labels)
+    total_loss = torch.zeros((), device=data.labels.device)
+    for index in ordered_batches(data.lengths, EVAL_BATCH):
+        tokens, lengths, labels = data.batch(index)
+        logits = model(tokens, lengths)
+        total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum")
+        predictions[index.to(predictions.device)] = logits.argmax(1)
+    hits = (predictions == data.labels).float()
+    per_class = torch.zeros(num_classes, device=hits.device).index_add_(0, data.labels, hits)
+    support = torch.bincount(data.labels, minlength=num_classes)
+    recall = per_class[support > 0] / support[support > 0]
+    return Evaluation(loss=total_loss.item() / len(data), accuracy=hits.mean().item(),
+                      balanced_accuracy=recall.mean().item(), predictions=predictions.cpu())
+
+
+class SequenceClassification(Task):
+    """A token sequence in, one of ``classes`` out. A subclass loads the data and encodes raw text."""
+
+    metrics = (Metric("accuracy", "maximize", perfect=1.0), Metric("balanced_accuracy", "maximize", perfect=1.0))
+    objective = "val_accuracy"
+    has_classes = True
+    subject: ClassVar[str] = "input"  # what an input is called in a prediction row ("name")
+    label: ClassVar[str] = "class"  # and what a class is called ("language")
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each raw text; an empty list for a text the vocabulary has nothing of."""
+        raise NotImplementedError
+
+    def unreadable(self, text: str) -> str:
+        """Why a text that encodes to nothing cannot be classified."""
+        return "nothing in it is in the vocabulary"
+
+    def build(self, hp: Hyperparams, data: LabelledData) -> nn.Module:
+        return self.restore(hp, self.describe(data))
+
+    def describe(self, data: LabelledData) -> dict[str, Any]:
+        return {"classes": list(data.classes), "vocab_size": data.vocab_size}
+
+    def restore(self, hp: Hyperparams, meta: Mapping[str, Any]) -> nn.Module:
+        model = RecurrentClassifier(meta["vocab_size"], len(meta["classes"]), cell=hp.cell,
+                                    embedding_dim=hp.embedding_dim, hidden_size=hp.hidden_size,
+                                    num_layers=hp.num_layers, bidirectional=hp.bidirectional, dropout=hp.dropout,
+                                    nonlinearity=hp.nonlinearity, implementation=hp.implementation)
+        model.classes = tuple(meta["classes"])  # travels with a pickled model, so it can name its predictions
+        return model
+
+    def train_epoch(self, model: nn.Module, data: LabelledData, optimizer: torch.optim.Optimizer, hp: Hyperparams,
+                    generator: torch.Generator) -> Epoch:
+        train = data.split("train")
+        weights = class_weights(train.labels, len(data.classes), hp.class_balance)
+        batches = shuffled_batches(train.lengths, hp.batch_size, generator)
+        return train_epoch(model, train, batches, optimizer, hp.grad_clip, weights)
+
+    def evaluate(self, model: nn.Module, data: LabelledData, split: str) -> dict[str, float]:
+        result = evaluate(model, data.split(split), len(data.classes))
+        return {"loss": result.loss, "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy}
+
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], queries: Sequence[str],
+                top_k: int) -> list[dict[str, Any]]:
+        rows = []
+        for text, top in zip(queries, self.classify(model, queries, top_k), strict=True):
+            rows.append({self.subject: text, "predictions": [{self.label: c, "probability": p} for c, p in top],
+                         **({} if top else {"error": self.unreadable(text)})})
+        return rows
+
+    @torch.no_grad()
+    def classify(self, model: nn.Module, texts: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` (class, probability) pairs for each text, most likely first; [] for an unreadable one.
+
+        ``model`` carries its class names in ``model.classes``: a checkpoint's, or one MLflow loaded.
+        """
+        encoded = self.encode(texts)
+        keep = [i for i, seq in enumerate(encoded) if seq]
+        results: list[list[tuple[str, float]]] = [[] for _ in texts]
+        if keep:
+            split = tensorise([encoded[i] for i in keep], [0] * len(keep))
+            device = next(model.parameters()).device
+            probabilities = model.eval()(split.tokens.to(device), split.lengths).softmax(-1).cpu()
+            best = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+            for row, i in enumerate(keep):
+                ranked = zip(best.values[row].tolist(), best.indices[row].tolist(), strict=True)
+                results[i] = [(model.classes[c], p) for p, c in ranked]
+        return results
+
+    def show(self, row: Mapping[str, Any]) -> str:
+        ranked = ", ".join(f"{p[self.label]} {p['probability']:.3f}" for p in row["predictions"])
+        return f"{row[self.subject]}: {ranked or 'cannot classify: ' + row['error']}"
