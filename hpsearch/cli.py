@@ -135,7 +135,7 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_where
 def best(study_ref, as_json, workdir, storage):
-    """The best completed trial: params, val/test accuracy and balanced accuracy, epochs.
+    """The best completed trial: params, its validation and test metrics, epochs and costs.
 
     \b
     Example:

@@ -258,8 +258,8 @@ def test_help_best_and_studies_start_without_torch_mlflow_or_plotting(env, spec_
 
 
 def test_workers_that_oversubscribe_the_cores_are_warned_about():
-    assert check_workers(1, 1) is None
-    warning = check_workers(2, cores())
+    assert check_workers(1, 1, 0) is None
+    warning = check_workers(2, cores(), 0)
     assert warning.startswith(f"warning: 2 workers x {cores()} torch thread")
 
 

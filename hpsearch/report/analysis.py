@@ -134,7 +134,7 @@ def answer(table: pd.DataFrame | None, values: pd.DataFrame, columns: list[str],
         return "Not searched: the study has one value here."
     ranked = table[table["completed"] > 0]
     if ranked.empty:
-        return "No completed trials yet, so no accuracy comparison."
+        return "No completed trials yet, so nothing to compare."
     median, best = f"median {metric}", f"best {metric}"
     top = ranked.index[0]
     text = (f"Best median {metric}: {top} ({ranked[median].iloc[0]:.3f} over "

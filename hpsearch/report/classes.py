@@ -52,5 +52,5 @@ def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: st
     precision = (hits / predicted_count.replace(0, float("nan"))).fillna(0.0)
     recall = (hits / support.replace(0, float("nan"))).fillna(0.0)
     f1 = (2 * precision * recall / (precision + recall).replace(0, float("nan"))).fillna(0.0)
-    table = pd.DataFrame({"test names": support, "precision": precision, "recall (accuracy)": recall, "F1": f1})
-    return ClassResults(table.sort_values("test names", ascending=False), confusion)
+    table = pd.DataFrame({"test samples": support, "precision": precision, "recall (accuracy)": recall, "F1": f1})
+    return ClassResults(table.sort_values("test samples", ascending=False), confusion)

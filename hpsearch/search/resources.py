@@ -3,8 +3,8 @@
 Each worker is a whole process: torch, mlflow and the data loaded again, then a model trained. How much
 that takes is measured, not guessed: the preparing process has imported the same modules and loaded the
 same data, so its resident memory is what a worker holds before it trains. Training adds the model, its
-gradients and optimizer state and one batch's activations; TRAINING_ALLOWANCE_BYTES covers the largest
-model of the built-in surnames space.
+gradients and optimizer state and one batch's activations: each task declares how much that is for the largest
+model of its built-in spaces (``Task.training_memory``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ import psutil
 
 from hpsearch.errors import HpsearchError
 
-# Peak RSS of a one-trial `hpsearch run` of the surnames space's largest model (hand-written bidirectional
-# LSTM, 4 layers of 512, embedding 128, batch 512: 2.18 GB) less the RSS of a process that has only loaded
-# what a worker loads (0.40 GB), measured on 2026-11-25.
-TRAINING_ALLOWANCE_BYTES = int(1.8e9)
 GB = 1e9
 
 
@@ -38,9 +34,10 @@ def available_memory() -> int:
     return min(free, left)
 
 
-def check_workers(n_jobs: int, threads: int) -> str | None:
-    """Refuse ``n_jobs`` workers that would not fit in memory; a warning when they oversubscribe the cores."""
-    per_worker = psutil.Process().memory_info().rss + TRAINING_ALLOWANCE_BYTES
+def check_workers(n_jobs: int, threads: int, training_memory: int) -> str | None:
+    """Refuse ``n_jobs`` workers that would not fit in memory, each holding what this process holds plus
+    ``training_memory`` bytes; a warning when they oversubscribe the cores."""
+    per_worker = psutil.Process().memory_info().rss + training_memory
     available = available_memory()
     if n_jobs * per_worker > available:
         fits = max(available // per_worker, 1)

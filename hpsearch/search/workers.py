@@ -20,6 +20,7 @@ from hpsearch.search.progress import Progress
 from hpsearch.search.resources import check_workers, cores
 from hpsearch.search.study import SearchOptions, load_data, prepare_search, run_search
 from hpsearch.studies import StudySpec
+from hpsearch.training import TASKS
 
 # Work a stop signal must not cut in half. An exception raised inside a storage transaction can leave its
 # connection, still held by the exception's traceback, owning SQLite's write lock while the stop is handled:
@@ -70,7 +71,8 @@ def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: boo
     """Run ``n_jobs`` workers to the study's budget; raises what they hit, once, after all have stopped."""
     # The data first, as every worker loads it, so that this process weighs what a worker will.
     data = load_data(spec, options)
-    if warning := check_workers(n_jobs, options.threads or max(1, cores() // n_jobs)):
+    threads = options.threads or max(1, cores() // n_jobs)
+    if warning := check_workers(n_jobs, threads, TASKS[spec.task].training_memory):
         print(warning, file=sys.stderr, flush=True)  # even with --quiet, which silences progress only
     remaining = prepare_search(spec, options, Progress(quiet), data)
     n_jobs = min(n_jobs, max(remaining, 1))

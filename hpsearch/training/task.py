@@ -83,6 +83,9 @@ class Task(ABC):
     hyperparams: ClassVar[type[Hyperparams]] = Hyperparams  # a subclass adds the task's own parameters
     questions: ClassVar[tuple[Question, ...]] = QUESTIONS
     has_classes: ClassVar[bool] = False  # per-class results in the report (``class_results``)
+    # Bytes that training the largest model of the task's built-in spaces adds to a worker that has loaded
+    # torch, MLflow and the data: --n-jobs is refused when the workers would not fit in memory. Measure it.
+    training_memory: ClassVar[int]
 
     # -- declarations, read by spec validation --------------------------------------------------------------
     @classmethod
