@@ -204,7 +204,6 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
     Example:
       hpsearch train --study surnames --trial 25 --seeds 5
     """
-    from hpsearch.mlflow import StudyTracking, check_reachable
     from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
     from hpsearch.retrain import Retraining, retrain
     from hpsearch.search import lookup
@@ -212,14 +211,10 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
 
     spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
-    found = lookup.require_study(spec.name, url)
-    tracking = None
-    if not no_mlflow:
-        uri = mlflow_tracking_uri(tracking_uri, workdir_path)
-        check_reachable(uri)
-        tracking = StudyTracking.experiment(uri, spec.name, artifact_root=workdir_path / "mlartifacts")
-    how = Retraining(data_dir, workdir_path / "checkpoints" / spec.name / "retrain", epochs, device, tracking)
-    table = retrain(found, spec, number, seed, seeds, how, Progress(quiet, epochs or spec.max_epochs))
+    how = Retraining(workdir_path, data_dir, epochs, device,
+                     None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path))
+    table = retrain(lookup.require_study(spec.name, url), spec, number, seed, seeds, how,
+                    Progress(quiet, epochs or spec.max_epochs))
     click.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     if len(table) > 1:
         summary = table.drop(columns="mlflow_run_id").agg(["mean", "std"])

@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.errors import HpsearchError, Interrupted
-from hpsearch.mlflow import StudyTracking
+from hpsearch.mlflow import StudyTracking, check_reachable
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS, checkpoint
 from hpsearch.training.loop import Fit, resolve_device
@@ -24,11 +24,11 @@ from hpsearch.training.loop import Fit, resolve_device
 
 @dataclass(frozen=True)
 class Retraining:
-    data_dir: str | None
-    checkpoints: Path  # seed S's best weights go to <checkpoints>/seed-S/trial-N.pt
+    workdir: Path  # seed S's best weights go to WORKDIR/checkpoints/STUDY/retrain/seed-S/trial-N.pt
+    data_dir: str | None = None
     epochs: int | None = None  # None: the epochs the trial was given
     device: str = "auto"
-    tracking: StudyTracking | None = None
+    tracking_uri: str | None = None  # None: no MLflow runs
 
 
 def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int | None, n_seeds: int,
@@ -40,6 +40,10 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
         raise HpsearchError(f"study '{spec.name}' has no trial {number} with a configuration "
                             f"(trials 0-{len(trials) - 1}); see `hpsearch best` or the report")
     source, task = trials[number], TASKS[spec.task]
+    tracking = None
+    if how.tracking_uri:
+        check_reachable(how.tracking_uri)
+        tracking = StudyTracking.experiment(how.tracking_uri, spec.name, artifact_root=how.workdir / "mlartifacts")
     stored = record.read(source)
     # Exactly what the trial trained with; a parameter added to the task since then keeps its default.
     hp = task.hyperparams_of(stored.hyperparams or source.params)
@@ -50,9 +54,9 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
     first = stored.seed if first_seed is None else first_seed
     for seed in range(first, first + n_seeds):
         run_id = None
-        if how.tracking:
+        if tracking:
             tags = {"optuna.study": spec.name, "hpsearch.retrain_of": str(number), "hpsearch.seed": str(seed)}
-            run_id = how.tracking.start_run(f"retrain-trial-{number}-seed-{seed}", tags,
+            run_id = tracking.start_run(f"retrain-trial-{number}-seed-{seed}", tags,
                                             {**dataclasses.asdict(hp), "seed": seed})
         progress.trial_started(source, hp)
         fit = Fit(task, hp, data, max_epochs=max_epochs, seed=seed, device=device, select=spec.metric)
@@ -60,26 +64,25 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
             for epoch, metrics in enumerate(fit, start=1):
                 progress.epoch(source, epoch, metrics)
                 if run_id:
-                    how.tracking.log_epoch(run_id, epoch, metrics)
+                    tracking.log_epoch(run_id, epoch, metrics)
             fitted = fit.finish()
         except (KeyboardInterrupt, Exception) as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             if run_id:
-                how.tracking.finish_trial(run_id, "INTERRUPTED" if interrupted else "FAIL", {},
+                tracking.finish_trial(run_id, "INTERRUPTED" if interrupted else "FAIL", {},
                                           {"fail_reason": "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"})
             if interrupted:
                 raise Interrupted(f"interrupted: retraining of trial {number} with seed {seed} stopped; "
                                   f"{len(rows)} seed(s) finished") from None
             raise
-        folder = how.checkpoints / f"seed-{seed}"
+        folder = how.workdir / "checkpoints" / spec.name / "retrain" / f"seed-{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"trial-{number}.pt").write_bytes(
             checkpoint.to_bytes(task, hp, task.describe(data), fitted.model.state_dict()))
         result = record.TrialRecord(results=fitted.results, best_epoch=fitted.best_epoch,
                                     epoch_seconds=fitted.epoch_seconds, n_params=fitted.n_params)
         if run_id:
-            how.tracking.finish_trial(run_id, "COMPLETE", result.final_metrics(), {}, step=fitted.epochs)
-        shown = {k: v for k, v in fitted.results.items() if not k.endswith("_loss")}  # the losses are in MLflow
-        rows.append({"seed": seed, **shown, "best_epoch": fitted.best_epoch,
+            tracking.finish_trial(run_id, "COMPLETE", result.final_metrics(), {}, step=fitted.epochs)
+        rows.append({"seed": seed, **result.scores(), "best_epoch": fitted.best_epoch,
                      "epoch_seconds": fitted.epoch_seconds, "mlflow_run_id": run_id})
     return pd.DataFrame(rows).set_index("seed")

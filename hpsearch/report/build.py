@@ -81,8 +81,7 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
     rows = []
     for trial in best:
         stored = record.read(trial)
-        results = {k: v for k, v in stored.results.items() if not k.endswith("_loss")}
-        rows.append({"trial": trial.number, **{f"value {i}": v for i, v in enumerate(trial.values)}, **results,
+        rows.append({"trial": trial.number, **{f"value {i}": v for i, v in enumerate(trial.values)}, **stored.scores(),
                      "best_epoch": stored.best_epoch, "n_params": stored.n_params,
                      "epoch_seconds": stored.epoch_seconds, **(stored.hyperparams or trial.params)})
     if rows:
@@ -90,9 +89,8 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
                                pd.DataFrame(rows).set_index("trial")))
     if best:
         top = record.best_trial(study)
-        tested = {k.removeprefix("test_").replace("_", " "): v for k, v in record.read(top).results.items()
-                  if k.startswith("test_") and not k.endswith("_loss") and v is not None}
-        on_test = " and ".join(f"{name} {value:.4f}" for name, value in tested.items()) or "nothing recorded"
+        on_test = " and ".join(f"{name.removeprefix('test_').replace('_', ' ')} {value:.4f}"
+                               for name, value in record.read(top).scores("test_").items()) or "nothing recorded"
         section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
                             "(selection used the validation split only).")
     return section

@@ -38,6 +38,10 @@ class TrialRecord:
     mlflow_run_id: str | None = None
     fail_reason: str | None = None  # Optuna keeps none for a failed trial
 
+    def scores(self, prefix: str = "") -> dict[str, Any]:
+        """The results whose names start with ``prefix``, without the losses: what a reader compares."""
+        return {k: v for k, v in self.results.items() if k.startswith(prefix) and not k.endswith("_loss")}
+
     def summary(self) -> dict[str, Any]:
         """The results and costs as one flat mapping (``val_accuracy``, ..., ``epochs``, ``n_params``)."""
         costs = ("best_epoch", "epochs", "epoch_seconds", "samples_per_second", "step_seconds", "n_params")

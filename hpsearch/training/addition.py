@@ -52,9 +52,6 @@ class Addition(Task):
     def load(self, root: str | None, options: addition.Options) -> addition.AdditionData:
         return addition.load(options)  # generated from the options alone: nothing to read under ``root``
 
-    def build(self, hp: Hyperparams, data: addition.AdditionData) -> nn.Module:
-        return self.restore(hp, self.describe(data))
-
     def describe(self, data: addition.AdditionData) -> dict[str, Any]:
         return {"max_digits": data.options.max_digits}
 

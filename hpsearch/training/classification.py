@@ -99,9 +99,6 @@ class SequenceClassification(Task):
         """Why a text that encodes to nothing cannot be classified."""
         return "nothing in it is in the vocabulary"
 
-    def build(self, hp: Hyperparams, data: LabelledData) -> nn.Module:
-        return self.restore(hp, self.describe(data))
-
     def describe(self, data: LabelledData) -> dict[str, Any]:
         return {"classes": list(data.classes), "vocab_size": data.vocab_size}
 

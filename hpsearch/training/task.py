@@ -108,8 +108,9 @@ class Task(ABC):
     @abstractmethod
     def load(self, root: str | None, options: DataOptions) -> TaskData: ...
 
-    @abstractmethod
-    def build(self, hp: Hyperparams, data: TaskData) -> nn.Module: ...
+    def build(self, hp: Hyperparams, data: TaskData) -> nn.Module:
+        """A fresh model for ``data``: by default the one a checkpoint of it would restore."""
+        return self.restore(hp, self.describe(data))
 
     @abstractmethod
     def describe(self, data: TaskData) -> dict[str, Any]:
