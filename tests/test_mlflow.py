@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
 import mlflow
 import optuna
+import psutil
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
@@ -16,7 +20,6 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
-from hpsearch.mlflow.ui import ui_command
 from hpsearch.search.lookup import load
 from hpsearch.search.progress import Progress
 from hpsearch.search.study import SearchOptions, run_search
@@ -169,26 +172,36 @@ def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):
     assert (tmp_path / "w" / "optuna.db").exists() and not (tmp_path / "w" / "mlflow.db").exists()
 
 
-def test_ui_serves_the_tracking_store_on_localhost(searched):
+def test_ui_serves_the_store_opens_on_runs_and_leaves_nothing_behind_when_stopped(searched):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(ui_command(f"sqlite:///{searched[0] / 'mlflow.db'}", "127.0.0.1", port),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ui = subprocess.Popen([sys.executable, "-m", "hpsearch", "ui", "--workdir", str(searched[0]), "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tracked"
         deadline = time.monotonic() + 60
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
-                    assert b'"name": "tracked"' in response.read().replace(b'":"', b'": "')
+                    experiment = json.load(response)["experiment"]
                     break
             except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow ui did not start"
+                assert time.monotonic() < deadline and ui.poll() is None, "mlflow ui did not start"
                 time.sleep(0.5)
+        # A model development experiment: the UI opens it on its runs, not on the GenAI overview.
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
+        children = psutil.Process(ui.pid).children(recursive=True)
+        assert children  # mlflow ui and its uvicorn
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=30) == 0
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if ui.poll() is None:
+            ui.kill()
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+    with socket.socket() as again:  # the port is free
+        again.bind(("127.0.0.1", port))
 
 
 def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path, data_root, spec_file,

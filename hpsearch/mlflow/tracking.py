@@ -40,6 +40,10 @@ HEALTH_TIMEOUT_S = 5
 # before a Databricks URI's own error.
 CONNECT_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.databricks_utils")
 LOCKED_RETRIES = 6  # waits 0.1 s, doubling, about 6 s in all
+# Without it, MLflow 3's UI may open an experiment on its GenAI overview (traces, "Detect Issues"); a model
+# development experiment opens on its runs.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
 
 
 class _PatientClient(MlflowClient):
@@ -152,12 +156,15 @@ def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) ->
 
 def _experiment_id(client: MlflowClient, study_name: str, tracking_uri: str, artifact_root: Path) -> str:
     experiment = client.get_experiment_by_name(study_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # A server decides where artifacts go; a local store would otherwise put them under whatever folder
-    # the first process happened to run in.
-    remote = tracking_uri.startswith(("http://", "https://"))
-    return client.create_experiment(study_name, artifact_location=None if remote else artifact_root.as_uri())
+    if experiment is None:
+        # A server decides where artifacts go; a local store would otherwise put them under whatever folder
+        # the first process happened to run in.
+        remote = tracking_uri.startswith(("http://", "https://"))
+        return client.create_experiment(study_name, tags=EXPERIMENT_TAGS,
+                                        artifact_location=None if remote else artifact_root.as_uri())
+    if experiment.tags.get(EXPERIMENT_KIND) != EXPERIMENT_TAGS[EXPERIMENT_KIND]:  # made by an earlier version
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
+    return experiment.experiment_id
 
 
 def _connect(tracking_uri: str, study_name: str, artifact_root: Path) -> tuple[MlflowClient, str]:

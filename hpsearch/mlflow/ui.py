@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+
+STOP_GRACE_S = 10  # after this long, what is left of the server is killed
 
 
 def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
@@ -14,9 +17,39 @@ def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
 
 
 def serve(tracking_uri: str, host: str, port: int) -> int:
-    """Run the UI in the foreground until Ctrl-C; returns its exit code."""
-    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    """Run the UI in the foreground until Ctrl-C or SIGTERM; returns its exit code (0 when stopped so).
+
+    `mlflow ui` starts uvicorn and, unless told not to, a job runner with its consumers: a signal to this
+    process alone would leave them serving the port. The server gets a process group of its own, every stop
+    signal is passed to the whole group, and nothing of it outlives this function.
+    """
+    # Jobs are MLflow's background GenAI evaluations; hpsearch starts none, and they cost processes and memory.
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(ui_command(tracking_uri, host, port), env=env, start_new_session=True)
+    stopped = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        _signal_group(server.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return subprocess.call(ui_command(tracking_uri, host, port), env=env)
-    except KeyboardInterrupt:
-        return 0
+        code = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _signal_group(server.pid, signal.SIGTERM)  # whatever the server left behind
+        try:
+            server.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(server.pid, signal.SIGKILL)
+            server.wait()
+    return 0 if stopped else code
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:  # the group has no process left
+        pass
