@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -45,8 +47,16 @@ def test_levels_bin_wide_numeric_ranges_and_cross_categories():
     frame = pd.DataFrame({"hidden_size": [32, 40, 64, 100, 130, 200, 300, 400, 500, 511],
                           "cell": ["gru"] * 5 + ["lstm"] * 5, "bidirectional": [True, False] * 5,
                           "implementation": ["builtin"] * 10})
+    # Ten trials fill three ranges of about three: powers of 4, as powers of 2 would make four.
     bins = analysis.levels(frame, ["hidden_size"]).astype(str).tolist()
-    assert bins[:3] == ["32-63", "32-63", "64-127"] and bins[-1] == "256-511"
+    assert bins == ["16-63"] * 2 + ["64-255"] * 4 + ["256-1023"] * 4
+    # Six learning rates, one trial each, are not six levels: two ranges of two decades.
+    rates = pd.DataFrame({"lr": [1.1e-4, 3e-4, 2e-3, 9e-3, 0.02, 0.09]})
+    assert analysis.levels(rates, ["lr"]).astype(str).tolist() == ["0.0001-0.01"] * 4 + ["0.01-1"] * 2
+    dropout = pd.DataFrame({"dropout": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]})  # from 0: equal widths
+    assert analysis.levels(dropout, ["dropout"]).astype(str).tolist() == ["0-0.25"] * 3 + ["0.25-0.5"] * 3
+    few = pd.DataFrame({"batch_size": [32, 64, 128] * 4})  # three values for twelve trials stay three levels
+    assert analysis.levels(few, ["batch_size"]).tolist() == ["32", "64", "128"] * 4
     crossed = analysis.levels(frame, ["cell", "bidirectional", "implementation"]).tolist()
     assert crossed[:2] == ["gru bi", "gru uni"]  # a constant column is left out of the label
 
@@ -142,3 +152,34 @@ def test_multi_objective_specs_are_checked(tmp_path):
         in str(error.value)
     assert "pruner: Optuna cannot prune a multi-objective study" in str(error.value)
     assert load_spec("surnames-pareto", TASKS).directions == ("maximize", "minimize")
+
+
+# Appended to a copy of the page: once it has drawn, the page says how wide it is and which plots stayed empty.
+MEASURE = """<script>window.addEventListener("load", () => setTimeout(() => {
+  const plots = [...document.querySelectorAll(".plotly-graph-div")];
+  const empty = plots.filter(div => !div.querySelector(".main-svg .trace, .main-svg .traces")).length;
+  const images = [...document.images].filter(img => !img.complete || img.naturalWidth === 0).length;
+  document.body.insertAdjacentHTML("beforeend", `<pre id="measured">${document.documentElement.scrollWidth} ` +
+    `${window.innerWidth} ${plots.length} ${empty} ${images}</pre>`);
+}, 500));</script>"""
+
+
+def test_the_report_page_fits_the_window_and_every_figure_draws_in_a_browser(mixed_study, spec_file):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
+    assert code == 0, err
+    folder = mixed_study / "reports" / "tiny"
+    probe = folder / "measured.html"
+    probe.write_text((folder / "index.html").read_text().replace("</body>", MEASURE + "</body>"))
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                           "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    measured = re.search(r'<pre id="measured">(\d+) (\d+) (\d+) (\d+) (\d+)</pre>', done.stdout)
+    assert measured, done.stderr[-2000:]
+    width, window, plots, empty, broken = map(int, measured.groups())
+    assert width <= window == 1400, f"the page is {width} px wide in a {window} px window"
+    # Every interactive figure of the page (the Pareto front and one per comparison) has drawn its traces.
+    assert plots == (folder / "index.html").read_text().count('class="plotly-graph-div"') >= 6
+    assert empty == 0 and broken == 0, (plots, empty, broken)

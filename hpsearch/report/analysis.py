@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.studies import record
 
 FEW = 3  # a level with fewer completed trials than this gets an explicit caution
+MAX_BINS = 5  # a numeric parameter's levels: at most this many ranges, and about FEW trials in each
 MIN_FOR_IMPORTANCE = 5  # completed trials before importances mean anything
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -24,6 +25,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     value = "value" if len(study.directions) == 1 else "values"  # multi-objective: values_0, values_1
     frame = study.trials_dataframe(attrs=("number", value, "datetime_start", "datetime_complete", "duration",
                                           "state"), multi_index=False)
+    # With metric names set, optuna names these columns value_<name>, values_<name>: the report reads them by
+    # position, as value (or values_0, values_1).
+    if study.metric_names:
+        names = [f"{value}_{name}" for name in study.metric_names]
+        positions = ["value"] if value == "value" else [f"values_{i}" for i in range(len(names))]
+        frame = frame.rename(columns=dict(zip(names, positions, strict=True)))
     records = [record.read(trial) for trial in study.get_trials(deepcopy=False)]
     details = pd.DataFrame([{**r.summary(), "max_epochs": r.max_epochs, **(r.hyperparams or {})} for r in records],
                            index=frame.index)
@@ -77,20 +84,37 @@ def _edges(values: pd.Series, base: float, steps_per_power: int) -> np.ndarray:
 
 def levels(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
     """The level of each trial for a question: categorical values as they are, crossed when there are several
-    columns (constant ones left out); wide numeric ranges in log bins (powers of 2, or half decades)."""
+    columns (constant ones left out); a numeric parameter with more distinct values than ranges it can fill
+    (about FEW trials each) in ranges."""
     present = [c for c in columns if c in frame and frame[c].nunique(dropna=True) > 1]
     if not present:
         return None
-    if len(present) == 1 and pd.api.types.is_numeric_dtype(frame[present[0]]) \
-            and not pd.api.types.is_bool_dtype(frame[present[0]]) and frame[present[0]].nunique() > 8:
-        values = frame[present[0]].astype(float)
-        integer = bool((values.dropna() % 1 == 0).all())
-        edges = _edges(values.dropna(), 2, 1) if integer else _edges(values.dropna(), 10, 2)
-        labels = [f"{a:.0f}-{b - 1:.0f}" if integer else f"{a:.2g}-{b:.2g}"
-                  for a, b in zip(edges, edges[1:], strict=False)]
-        return pd.cut(values, edges, labels=labels, right=False)
+    column = frame[present[0]]
+    if len(present) == 1 and pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        bins = max(2, min(MAX_BINS, int(column.notna().sum()) // FEW))
+        if column.nunique() > bins:
+            return _ranges(column.astype(float), bins)
     text = {c: frame[c].map(lambda v, c=c: _label(c, v)) for c in present}
     return pd.Series([" ".join(parts) for parts in zip(*text.values(), strict=True)], index=frame.index)
+
+
+def _ranges(values: pd.Series, bins: int) -> pd.Series:
+    """At most ``bins`` ranges: for positive values, between powers (of 2, 4, 16 for whole numbers; half
+    decades, decades, two decades otherwise), the finest that fit, since sizes and rates are searched on log
+    scales; otherwise equal widths."""
+    known = values.dropna()
+    integer = bool((known % 1 == 0).all())
+    if known.min() > 0:
+        for base, steps in ((2, 1), (4, 1), (16, 1)) if integer else ((10, 2), (10, 1), (100, 1)):
+            edges = _edges(known, base, steps)
+            if len(edges) - 1 <= bins:
+                break
+    else:
+        edges = np.linspace(known.min(), known.max(), bins + 1)
+        edges[-1] = np.nextafter(edges[-1], np.inf)  # ranges include their low end: the top one its high end too
+    labels = [f"{a:.0f}-{math.ceil(b) - 1:.0f}" if integer else f"{a:.2g}-{b:.2g}"
+              for a, b in zip(edges, edges[1:], strict=False)]
+    return pd.cut(values, edges, labels=labels, right=False)
 
 
 def _label(column: str, value: object) -> str:

@@ -81,12 +81,13 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
     rows = []
     for trial in best:
         stored = record.read(trial)
-        rows.append({"trial": trial.number, **{f"value {i}": v for i, v in enumerate(trial.values)}, **stored.scores(),
+        names = study.metric_names or [f"value {i}" for i in range(len(trial.values))]
+        rows.append({"trial": trial.number, **dict(zip(names, trial.values, strict=True)), **stored.scores(),
                      "best_epoch": stored.best_epoch, "n_params": stored.n_params,
                      "epoch_seconds": stored.epoch_seconds, **(stored.hyperparams or trial.params)})
-    if rows:
+    if rows:  # one column per trial: a row per trial would be as wide as the configuration is long
         section.tables.append(("Best trial" if not multi else "Pareto-optimal trials",
-                               pd.DataFrame(rows).set_index("trial")))
+                               pd.DataFrame(rows).set_index("trial").T.rename_axis("trial", axis=1)))
     if best:
         top = record.best_trial(study)
         on_test = " and ".join(f"{name.removeprefix('test_').replace('_', ' ')} {value:.4f}"

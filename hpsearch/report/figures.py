@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
@@ -72,6 +73,7 @@ def learning_curves(study: optuna.Study, metric: str) -> Figure:
         else:
             ax.plot(steps, values, linewidth=1.6, zorder=2, label=f"#{trial.number}")
     ax.plot([], [], color=PRUNED, linestyle="--", label="pruned")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.set(xlabel="epoch", ylabel=f"{metric} (best so far)", title="Learning curves")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     return Figure("learning_curves", "Learning curves (completed in colour, pruned grey)", fig)

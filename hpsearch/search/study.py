@@ -74,6 +74,9 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
             study.enqueue_trial(params, skip_if_exists=True)
     if "data" not in study.user_attrs:  # a new study, or one stored before the data settings were kept
         study.set_user_attr("data", data)
+    if study.metric_names is None:  # optuna-dashboard and the report then say val_accuracy, not "Objective 0"
+        with experimental_ok():
+            study.set_metric_names(list(spec.metrics))
     return study
 
 
