@@ -306,9 +306,9 @@ def studies(workdir, storage):
 def ui(tracking_uri, host, port, workdir):
     """The MLflow UI on the studies' tracking store: one experiment per study, one run per trial."""
     from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
-    from hpsearch.mlflow.ui import serve
+    from hpsearch.mlflow.ui import experiments_page, serve
 
     uri = mlflow_tracking_uri(tracking_uri, workdir_path(workdir))
     check_free(host, port)
-    click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port} (Ctrl-C stops it)", err=True)
+    click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port}/{experiments_page()} (Ctrl-C stops it)", err=True)
     raise SystemExit(serve(uri, host, port))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
+from hpsearch.mlflow.ui import experiments_page
 from hpsearch.search.lookup import load
 from hpsearch.search.progress import Progress
 from hpsearch.search.study import SearchOptions, run_search
@@ -189,8 +191,13 @@ def test_ui_serves_the_store_opens_on_runs_and_leaves_nothing_behind_when_stoppe
             except OSError:
                 assert time.monotonic() < deadline and ui.poll() is None, "mlflow ui did not start"
                 time.sleep(0.5)
-        # A model development experiment: the UI opens it on its runs, not on the GenAI overview.
+        # A model development experiment, and the link opens it on its runs, not on the GenAI overview.
         assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
+        page = f"http://127.0.0.1:{port}/{experiments_page(experiment['experiment_id'])}"
+        seen = subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                               "--window-size=1400,900", "--virtual-time-budget=15000", "--dump-dom", page],
+                              capture_output=True, text=True, timeout=120).stdout
+        assert "matching runs" in seen and "Detect Issues" not in seen and ">tracked<" in seen
         children = psutil.Process(ui.pid).children(recursive=True)
         assert children  # mlflow ui and its uvicorn
         ui.send_signal(signal.SIGTERM)

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -183,3 +187,35 @@ def test_the_report_page_fits_the_window_and_every_figure_draws_in_a_browser(mix
     # Every interactive figure of the page (the Pareto front and one per comparison) has drawn its traces.
     assert plots == (folder / "index.html").read_text().count('class="plotly-graph-div"') >= 6
     assert empty == 0 and broken == 0, (plots, empty, broken)
+
+
+def test_the_dashboard_names_the_metric_and_serves_checkpoints_as_binary(mixed_study, spec_file):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "hpsearch", "dashboard", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the dashboard did not start"
+                time.sleep(0.5)
+        study = stored(mixed_study)
+        trial = study.best_trial
+        artifact = trial.user_attrs["checkpoint_artifact"]
+        url = f"http://127.0.0.1:{port}/artifacts/{study._study_id}/{trial._trial_id}/{artifact}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers["Content-Type"] == "application/octet-stream"
+        page = subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                               "--window-size=1400,900", "--virtual-time-budget=15000", "--dump-dom",
+                               f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}"],
+                              capture_output=True, text=True, timeout=120).stdout
+        # The history plot's axis and its selector name the spec's metric, not "Objective 0".
+        assert 'data-unformatted="val_accuracy"' in page and "Objective 0" not in page
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

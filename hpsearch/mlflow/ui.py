@@ -8,6 +8,15 @@ import subprocess
 import sys
 
 STOP_GRACE_S = 10  # after this long, what is left of the server is killed
+# MLflow 3.17's UI shows an experiment as its GenAI overview (traces, "Detect Issues") or as model training
+# (runs) after a switch kept in the browser, GenAI for a new one; the experiment's kind tag does not override
+# it. This query parameter does, so the links hpsearch prints open on the runs.
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def experiments_page(experiment_id: str | None = None) -> str:
+    """The UI route (after host and port) of the experiments, or of one experiment, in its model-training view."""
+    return f"#/experiments/{experiment_id}?{MODEL_TRAINING}" if experiment_id else f"#/experiments?{MODEL_TRAINING}"
 
 
 def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
