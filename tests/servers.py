@@ -1,4 +1,5 @@
-"""Real servers for tests: a throwaway PostgreSQL cluster and an `mlflow server`, both on 127.0.0.1."""
+"""Real servers for tests: a throwaway PostgreSQL cluster and an `mlflow server`, both on 127.0.0.1; and
+headless Chromium, to see a page as a user does."""
 
 from __future__ import annotations
 
@@ -24,6 +25,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def answers(url: str, server: subprocess.Popen, timeout: float = 60) -> bytes | None:
+    """The body of ``url`` once the server process answers it; None if the process ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            time.sleep(0.5)
+    return None
+
+
+def rendered(url: str, width: int = 1400, height: int = 900) -> str:
+    """The page's DOM once headless Chromium has run its scripts (Debian's chromium; .ci/run installs it)."""
+    done = subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--window-size={width},{height}", "--virtual-time-budget=20000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
 
 
 def _postgres_bin() -> Path:
@@ -86,15 +107,8 @@ def mlflow_server(folder: Path) -> Iterator[str]:
                               env=os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+        if not answers(f"{url}/health", server, 120):
+            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
         yield url
     finally:
         server.terminate()

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import mlflow
 import optuna
 import psutil
 import pytest
+import servers
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -175,28 +173,17 @@ def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):
 
 
 def test_ui_serves_the_store_opens_on_runs_and_leaves_nothing_behind_when_stopped(searched):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = servers.free_port()
     ui = subprocess.Popen([sys.executable, "-m", "hpsearch", "ui", "--workdir", str(searched[0]), "--port", str(port)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tracked"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    experiment = json.load(response)["experiment"]
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and ui.poll() is None, "mlflow ui did not start"
-                time.sleep(0.5)
+        body = servers.answers(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tracked",
+                               ui)
+        assert body, "mlflow ui did not start"
+        experiment = json.loads(body)["experiment"]
         # A model development experiment, and the link opens it on its runs, not on the GenAI overview.
         assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
-        page = f"http://127.0.0.1:{port}/{experiments_page(experiment['experiment_id'])}"
-        seen = subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                               "--window-size=1400,900", "--virtual-time-budget=15000", "--dump-dom", page],
-                              capture_output=True, text=True, timeout=120).stdout
+        seen = servers.rendered(f"http://127.0.0.1:{port}/{experiments_page(experiment['experiment_id'])}")
         assert "matching runs" in seen and "Detect Issues" not in seen and ">tracked<" in seen
         children = psutil.Process(ui.pid).children(recursive=True)
         assert children  # mlflow ui and its uvicorn

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import optuna
 import optuna_dashboard
 import pandas as pd
 import pytest
+import servers
 from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -169,19 +167,13 @@ MEASURE = """<script>window.addEventListener("load", () => setTimeout(() => {
 
 
 def test_the_report_page_fits_the_window_and_every_figure_draws_in_a_browser(mixed_study, spec_file):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
     assert code == 0, err
     folder = mixed_study / "reports" / "tiny"
     probe = folder / "measured.html"
     probe.write_text((folder / "index.html").read_text().replace("</body>", MEASURE + "</body>"))
-    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
-                           "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    measured = re.search(r'<pre id="measured">(\d+) (\d+) (\d+) (\d+) (\d+)</pre>', done.stdout)
-    assert measured, done.stderr[-2000:]
+    measured = re.search(r'<pre id="measured">(\d+) (\d+) (\d+) (\d+) (\d+)</pre>', servers.rendered(probe.as_uri()))
+    assert measured
     width, window, plots, empty, broken = map(int, measured.groups())
     assert width <= window == 1400, f"the page is {width} px wide in a {window} px window"
     # Every interactive figure of the page (the Pareto front and one per comparison) has drawn its traces.
@@ -190,30 +182,18 @@ def test_the_report_page_fits_the_window_and_every_figure_draws_in_a_browser(mix
 
 
 def test_the_dashboard_names_the_metric_and_serves_checkpoints_as_binary(mixed_study, spec_file):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = servers.free_port()
     server = subprocess.Popen([sys.executable, "-m", "hpsearch", "dashboard", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the dashboard did not start"
-                time.sleep(0.5)
+        assert servers.answers(f"http://127.0.0.1:{port}/api/studies", server), "the dashboard did not start"
         study = stored(mixed_study)
         trial = study.best_trial
         artifact = trial.user_attrs["checkpoint_artifact"]
         url = f"http://127.0.0.1:{port}/artifacts/{study._study_id}/{trial._trial_id}/{artifact}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.headers["Content-Type"] == "application/octet-stream"
-        page = subprocess.run([shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                               "--window-size=1400,900", "--virtual-time-budget=15000", "--dump-dom",
-                               f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}"],
-                              capture_output=True, text=True, timeout=120).stdout
+        page = servers.rendered(f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}")
         # The history plot's axis and its selector name the spec's metric, not "Objective 0".
         assert 'data-unformatted="val_accuracy"' in page and "Objective 0" not in page
     finally:
