@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import mlflow
 import optuna
+import pandas as pd
 import psutil
 import pytest
 import servers
@@ -20,6 +23,7 @@ from optuna.trial import TrialState
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
 from hpsearch.mlflow.ui import experiments_page
+from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.lookup import load
 from hpsearch.search.progress import Progress
 from hpsearch.search.study import SearchOptions, run_search
@@ -152,18 +156,42 @@ def test_one_metric_point_per_epoch_trained(searched, client):
         assert max(accuracy) == pytest.approx(max(trial.intermediate_values.values()))
 
 
-def test_best_model_loads_and_classifies_a_raw_name(searched, client, monkeypatch):
+def test_best_model_is_a_logged_model_that_answers_raw_input_loaded_and_served(searched, client, monkeypatch):
     workdir, study, _ = searched
     # Not mlflow.set_tracking_uri: it also sets the environment variable, for every later test.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
-    model = mlflow.pytorch.load_model(f"runs:/{study.user_attrs['mlflow_parent_run_id']}/best-model")
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.tags["best.trial"] == str(study.best_trial.number)
-    [ranked] = classify(model, ["McÁllister"], top_k=3)
-    assert [name for name, _ in ranked] and {name for name, _ in ranked} <= {"Alpha", "Beta", "Gamma"}
-    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+    [logged] = [m for m in client.search_logged_models([parent.info.experiment_id])
+                if m.model_id == parent.data.tags["best.model_id"]]
+    assert logged.source_run_id == parent.info.run_id and logged.name == "best-model"
+    expected = [classify(checkpoints_model(workdir, study), [name])[0][0][0] for name in ("McÁllister", "Petrov")]
+
+    model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    assert model.predict(pd.DataFrame({"name": ["McÁllister", "Petrov"]})) == expected
     versions = client.search_model_versions("name='surname-classifier'")
-    assert versions and versions[0].run_id == study.user_attrs["mlflow_parent_run_id"]
+    assert versions and versions[0].run_id == parent.info.run_id and versions[0].source == logged.artifact_location
+
+    # Served by MLflow's own server, answering a POST as any client would send it.
+    port = servers.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{logged.model_id}",
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert servers.answers(f"http://127.0.0.1:{port}/ping", server, 120) is not None, "mlflow models serve"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", headers={"Content-Type": "application/json"},
+            data=json.dumps({"dataframe_split": {"columns": ["name"], "data": [["McÁllister"], ["Petrov"]]}}).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.load(response) == {"predictions": expected}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def checkpoints_model(workdir, study):
+    """The best trial's model as `hpsearch predict` loads it, from the study's artifact store."""
+    return Checkpoints(str(workdir / "artifacts"), workdir, create=False).load(study.best_trial).model
 
 
 def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):

@@ -110,6 +110,9 @@ class Parity(Task):
     def show(self, row: Mapping[str, Any]) -> str:
         return f"{row['bits']}: {'odd' if row['odd'] else 'even'}"
 
+    def answer(self, row: Mapping[str, Any]) -> bool:
+        return row["odd"]
+
 
 PARITY_SPEC = """
 task = "parity"

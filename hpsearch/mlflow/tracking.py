@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy
+import optuna
+import pandas
 import sqlalchemy
 import sqlalchemy.exc
 import torch
@@ -26,12 +29,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+import hpsearch
 from hpsearch.errors import HpsearchError
 from hpsearch.urls import mask
 
-MODEL_PATH = "best-model"
-# Listing the requirements saves MLflow's dependency inference, which takes seconds per logged model.
-MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}"]
+MODEL_NAME = "best-model"
+# The best model is served by hpsearch's own code, which travels with it (code_paths), through a loader
+# module with no mlflow in it; what that code imports must be installed where it is served. Listing the
+# requirements also saves MLflow's dependency inference, which takes seconds per logged model.
+PACKAGE = Path(hpsearch.__file__).parent
+SERVING = "hpsearch.training.serving"
+MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"optuna=={optuna.__version__}",
+                      f"numpy=={numpy.__version__}", f"pandas=={pandas.__version__}"]
 # How a trial ended -> its run's status. INTERRUPTED is not an Optuna state: Optuna records a trial stopped by
 # Ctrl-C or SIGTERM as FAIL, but in MLflow a run someone stopped is KILLED.
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "INTERRUPTED": "KILLED"}
@@ -248,15 +257,26 @@ class StudyTracking:
                               tags=[RunTag("optuna.state", state), *(RunTag(k, str(v)) for k, v in tags.items())])
         self.client.set_terminated(run_id, status=STATUS[state])
 
-    def log_best_model(self, model: torch.nn.Module, summary: Mapping[str, Any]) -> None:
-        """Replace the parent run's model with this one; pickle format keeps sequence lengths free."""
-        model = model.cpu().eval()  # loadable on any machine; the trial that trained it has ended
-        with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow.pytorch"):
-            # pt2 (torch.export) would fix the sequence length; the warning about pickle is for that choice.
-            mlflow.pytorch.save_model(model, Path(tmp) / MODEL_PATH, serialization_format="pickle",
-                                      pip_requirements=MODEL_REQUIREMENTS)
-            self.client.log_artifacts(self.parent_run_id, str(Path(tmp) / MODEL_PATH), MODEL_PATH)
-        self.client.log_batch(self.parent_run_id, tags=[RunTag(f"best.{k}", str(v)) for k, v in summary.items()])
+    def log_best_model(self, checkpoint: bytes, summary: Mapping[str, Any]) -> str:
+        """Log a trial's checkpoint as an MLflow logged model of the parent run, and name it there as the best;
+        returns its model id.
+
+        It is a pyfunc model that takes raw inputs (one query per DataFrame row: a surname, two numbers) and
+        answers with the task's predictions, so `mlflow models serve` serves it as it is.
+        """
+        tags = {f"best.{k}": str(v) for k, v in summary.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "checkpoint.pt"
+            data.write_bytes(checkpoint)
+            mlflow.pyfunc.save_model(Path(tmp) / MODEL_NAME, loader_module=SERVING, data_path=str(data),
+                                     code_paths=[str(PACKAGE)], pip_requirements=MODEL_REQUIREMENTS)
+            model = self.client.create_logged_model(self.experiment_id, name=MODEL_NAME,
+                                                    source_run_id=self.parent_run_id, tags=tags)
+            self.client.log_model_artifacts(model.model_id, str(Path(tmp) / MODEL_NAME))
+        self.client.finalize_logged_model(model.model_id, "READY")
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in
+                                                        {**tags, "best.model_id": model.model_id}.items()])
+        return model.model_id
 
     def register_best(self, name: str) -> None:
         """Register the parent run's model under ``name``, once per best trial."""
@@ -272,8 +292,10 @@ class StudyTracking:
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else another worker registered it first
                     raise
-        self.client.create_model_version(name, model_uri(self.parent_run_id), run_id=self.parent_run_id,
-                                         tags={"best.trial": best})
+        model = self.client.get_logged_model(self.client.get_run(self.parent_run_id).data.tags["best.model_id"])
+        # The artifact location, not models:/ID: MLflow would resolve that URI in its default store, not this one.
+        self.client.create_model_version(name, model.artifact_location, run_id=self.parent_run_id,
+                                         model_id=model.model_id, tags={"best.trial": best})
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status=status)
@@ -284,7 +306,3 @@ def log_folder(tracking_uri: str, run_id: str, folder: Path, artifact_path: str)
     check_reachable(tracking_uri)
     with _errors(tracking_uri):
         MlflowClient(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path)
-
-
-def model_uri(parent_run_id: str) -> str:
-    return f"runs:/{parent_run_id}/{MODEL_PATH}"

@@ -11,7 +11,6 @@ from typing import Protocol
 
 import optuna
 import torch
-from torch import nn
 
 from hpsearch.errors import Terminated
 from hpsearch.studies import Hyperparams, StudySpec, record
@@ -33,8 +32,8 @@ class TrialHooks(Protocol):
 
     def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None: ...
 
-    def trained(self, trial: optuna.Trial, model: nn.Module) -> None:
-        """The completed trial's best model, in memory: tracking logs it without reading the checkpoint back."""
+    def trained(self, trial: optuna.Trial, checkpoint: bytes) -> None:
+        """The completed trial's checkpoint, in memory: tracking logs it without reading it back."""
 
 
 class Objective:
@@ -85,7 +84,7 @@ class Objective:
         record.write(trial, **fit.cost(), n_params=fitted.n_params, results=fitted.results,
                      **self.checkpoints.save(trial, content))
         for hook in self.hooks:
-            hook.trained(trial, fitted.model)
+            hook.trained(trial, content)
         value = fitted.results[self.spec.metric]
         if self.spec.multi_objective:
             return value, float(getattr(fitted, self.spec.metrics[1]))

@@ -69,8 +69,8 @@ class Progress:
         self.say(f"  trial {trial.number} epoch {epoch}/{self.max_epochs}: train loss {metrics['train_loss']:.4f}, "
                  f"val {validation}, {metrics['epoch_seconds']:.1f}s")
 
-    def trained(self, trial: optuna.Trial, model: object) -> None:
-        """Nothing to say about the model itself: the trial's line follows."""
+    def trained(self, trial: optuna.Trial, checkpoint: bytes) -> None:
+        """Nothing to say about the checkpoint itself: the trial's line follows."""
 
     def trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()

@@ -12,7 +12,6 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from torch import nn
 
 from hpsearch import __version__
 from hpsearch.mlflow import StudyTracking
@@ -34,7 +33,7 @@ class TrialTracking:
         if PARENT_ATTR not in study.user_attrs:
             study.set_user_attr(PARENT_ATTR, self.tracking.parent_run_id)
         self.runs: dict[int, str] = {}
-        self.models: dict[int, nn.Module] = {}  # completed trials' best models, until the callback logs one
+        self.checkpoints: dict[int, bytes] = {}  # completed trials' best models, until the callback logs one
 
     def trial_started(self, trial: optuna.Trial, hp: Hyperparams) -> None:
         params = {**dataclasses.asdict(hp), **self.settings, "code_version": __version__}
@@ -45,13 +44,13 @@ class TrialTracking:
     def epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> None:
         self.tracking.log_epoch(self.runs[trial.number], epoch, metrics)
 
-    def trained(self, trial: optuna.Trial, model: nn.Module) -> None:
-        self.models[trial.number] = model
+    def trained(self, trial: optuna.Trial, checkpoint: bytes) -> None:
+        self.checkpoints[trial.number] = checkpoint
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Optuna callback: close the trial's run, and log the model when the trial is the new best."""
         run_id = self.runs.pop(trial.number, None)
-        model = self.models.pop(trial.number, None)
+        checkpoint = self.checkpoints.pop(trial.number, None)
         if run_id is None:  # the trial failed before it started training
             return
         stored = record.read(trial)
@@ -61,8 +60,8 @@ class TrialTracking:
             tags["pruned_at_epoch"] = stored.epochs or ""
         self.tracking.finish_trial(run_id, trial.state.name, metrics, tags, step=stored.epochs or 0)
         # A multi-objective study has a Pareto set, not one best model to log.
-        if model is not None and len(study.directions) == 1 and study.best_trial.number == trial.number:
-            self.tracking.log_best_model(model, {"trial": trial.number, "value": trial.value, **metrics})
+        if checkpoint is not None and len(study.directions) == 1 and study.best_trial.number == trial.number:
+            self.tracking.log_best_model(checkpoint, {"trial": trial.number, "value": trial.value, **metrics})
 
     def stale(self, trial: optuna.trial.FrozenTrial) -> None:
         """Close the run of a trial whose worker died (found by its missing heartbeats)."""

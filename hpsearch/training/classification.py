@@ -148,6 +148,9 @@ class SequenceClassification(Task):
                 results[i] = [(model.classes[c], p) for p, c in ranked]
         return results
 
+    def answer(self, row: Mapping[str, Any]) -> str | None:
+        return row["predictions"][0][self.label] if row["predictions"] else None
+
     def show(self, row: Mapping[str, Any]) -> str:
         ranked = ", ".join(f"{p[self.label]} {p['probability']:.3f}" for p in row["predictions"])
         return f"{row[self.subject]}: {ranked or 'cannot classify: ' + row['error']}"

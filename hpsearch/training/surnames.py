@@ -32,5 +32,5 @@ class Surnames(SequenceClassification):
 
 def classify(model: nn.Module, names: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
     """The ``top_k`` (language, probability) pairs for each raw name, most likely first; [] for a name with no
-    letter of the alphabet. ``model`` is a trial's, e.g. ``mlflow.pytorch.load_model(".../best-model")``."""
+    letter of the alphabet. ``model`` is a trial's: ``checkpoint.load(...).model``."""
     return Surnames().classify(model, names, top_k)

@@ -146,6 +146,10 @@ class Task(ABC):
     def show(self, row: Mapping[str, Any]) -> str:
         """One line of text for a row of ``predict``."""
 
+    @abstractmethod
+    def answer(self, row: Mapping[str, Any]) -> Any:
+        """The prediction alone, for a served model: a row of ``predict`` as one JSON value."""
+
     def hyperparams_of(self, stored: Mapping[str, Any]) -> Hyperparams:
         """A stored configuration; fields added since it was stored keep their defaults."""
         known = {f.name for f in dataclasses.fields(self.hyperparams)}
