@@ -19,6 +19,8 @@ from plotly.subplots import make_subplots
 from hpsearch.report.analysis import Importance
 
 FAINT, STRONG, PRUNED = "#c8c8c8", "#1f5fa8", "#b0b0b0"
+# optuna-dashboard shows these figures in cards of a fixed height: a shorter figure leaves blank space.
+CARD_HEIGHT = 450
 
 
 def _canvas(width: float, height: float, columns: int = 1):
@@ -115,7 +117,9 @@ def pareto(done: pd.DataFrame, fronts: dict[str, pd.Series], metric: str) -> Fig
                            row=1, col=column)
         page.update_xaxes(title_text=cost, type="log" if cost == "n_params" else "linear", row=1, col=column)
     page.update_yaxes(title_text=metric, row=1, col=1)
-    return Figure("pareto", f"{metric} against cost: the Pareto front", fig, page)
+    title = f"{metric} against cost: the Pareto front"
+    page.update_layout(title=title, height=CARD_HEIGHT)
+    return Figure("pareto", title, fig, page)
 
 
 def comparison(key: str, title: str, done: pd.DataFrame, level: pd.Series, order: list[str], metric: str) -> Figure:
@@ -143,7 +147,7 @@ def comparison(key: str, title: str, done: pd.DataFrame, level: pd.Series, order
     page.add_trace(go.Bar(x=seconds.to_numpy(), y=order, orientation="h", name="epoch s", marker_color=STRONG),
                    row=1, col=2)
     page.update_yaxes(categoryorder="array", categoryarray=order[::-1])
-    page.update_layout(title=title, showlegend=False, height=120 + 30 * len(order))
+    page.update_layout(title=title, showlegend=False, height=max(CARD_HEIGHT, 120 + 30 * len(order)))
     return Figure(f"compare_{key}", title, fig, page)
 
 
