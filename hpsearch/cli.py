@@ -305,10 +305,12 @@ def studies(workdir, storage):
 @click.option("--workdir", type=click.Path(file_okay=False), help="working folder [env HPSEARCH_WORKDIR]")
 def ui(tracking_uri, host, port, workdir):
     """The MLflow UI on the studies' tracking store: one experiment per study, one run per trial."""
+    from hpsearch.mlflow import check_reachable
     from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
     from hpsearch.mlflow.ui import experiments_page, serve
 
     uri = mlflow_tracking_uri(tracking_uri, workdir_path(workdir))
     check_free(host, port)
+    check_reachable(uri)  # also points a moved work folder's store at its own artifacts
     click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port}/{experiments_page()} (Ctrl-C stops it)", err=True)
     raise SystemExit(serve(uri, host, port))

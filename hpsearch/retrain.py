@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.errors import HpsearchError, Interrupted
-from hpsearch.mlflow import StudyTracking, check_reachable
+from hpsearch.mlflow import ARTIFACTS, StudyTracking, check_reachable
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS, checkpoint
 from hpsearch.training.loop import Fit, resolve_device
@@ -43,7 +43,7 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
     tracking = None
     if how.tracking_uri:
         check_reachable(how.tracking_uri)
-        tracking = StudyTracking.experiment(how.tracking_uri, spec.name, artifact_root=how.workdir / "mlartifacts")
+        tracking = StudyTracking.experiment(how.tracking_uri, spec.name, artifact_root=how.workdir / ARTIFACTS)
     stored = record.read(source)
     # Exactly what the trial trained with; a parameter added to the task since then keeps its default.
     hp = task.hyperparams_of(stored.hyperparams or source.params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -244,3 +245,24 @@ def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path
         failed = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert failed.info.status == "FAILED" and failed.data.tags["fail_reason"] == "RuntimeError: device lost"
     assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FAILED"
+
+
+def test_a_moved_work_folder_reads_and_writes_only_inside_itself(tmp_path, data_root, spec_file, monkeypatch):
+    first = tmp_path / "first" / "runs"
+    run("--study", str(spec_file), "--workdir", str(first), "--data-dir", str(data_root), "--n-trials", "1")
+    moved = tmp_path / "moved" / "runs"
+    shutil.copytree(first, moved)
+    shutil.rmtree(tmp_path / "first")  # nothing may reach for it again
+
+    result = CliRunner().invoke(main, ["report", "--study", str(spec_file), "--workdir", str(moved),
+                                       "--data-dir", str(data_root)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "first").exists()
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{moved / 'optuna.db'}")
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.artifact_uri.startswith((moved / "mlartifacts").as_uri())
+    assert (moved / "mlartifacts" / parent.info.run_id / "artifacts" / "report" / "index.html").is_file()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{moved / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/{parent.data.tags['best.model_id']}")
+    assert len(model.predict(pd.DataFrame({"name": ["McAllister"]}))) == 1

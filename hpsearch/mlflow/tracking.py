@@ -96,6 +96,7 @@ def check_reachable(uri: str) -> None:
         with _errors(uri), _quiet(*CONNECT_LOGGERS):
             _connect_once(uri)
             MlflowClient(uri).search_experiments(max_results=1)
+            _rehome(uri)
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S):
@@ -124,6 +125,40 @@ def _connect_once(uri: str) -> None:
     try:
         with engine.connect():
             pass
+    finally:
+        engine.dispose()
+
+
+# Where artifacts go beside a work folder's SQLite store, and the columns in which MLflow keeps their absolute
+# locations.
+ARTIFACTS = "mlartifacts"
+_LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"),
+              ("model_versions", "source"), ("model_versions", "storage_location"))
+
+
+def _rehome(uri: str) -> None:
+    """Point a moved or copied work folder's store at the work folder's own ``mlartifacts/``.
+
+    MLflow keeps absolute artifact locations, and has no call to change them: a copy would write its new
+    artifacts into the original folder, and read its models from there. Only a SQLite store whose experiments
+    keep their artifacts in an ``mlartifacts/`` folder elsewhere is changed, where its file is now.
+    """
+    url = sqlalchemy.engine.make_url(uri)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    here = (Path(url.database).resolve().parent / ARTIFACTS).as_uri()
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as db:
+            moved = {location for (location,) in db.execute(sqlalchemy.text("SELECT artifact_location FROM experiments"))
+                     if location and location.endswith("/" + ARTIFACTS) and location != here}
+            for old in moved:
+                for table, column in _LOCATIONS:
+                    db.execute(sqlalchemy.text(
+                        f"UPDATE {table} SET {column} = :new || substr({column}, :cut) "
+                        f"WHERE substr({column}, 1, :length) = :old "
+                        f"AND (length({column}) = :length OR substr({column}, :cut, 1) = '/')"),
+                        {"new": here, "old": old, "length": len(old), "cut": len(old) + 1})
     finally:
         engine.dispose()
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from hpsearch.errors import HpsearchError, Interrupted, StorageError, Terminated
 from hpsearch.folders import ensure_folder
-from hpsearch.mlflow import check_reachable, tracking_uri
+from hpsearch.mlflow import ARTIFACTS, check_reachable, tracking_uri
 from hpsearch.search import liveness
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak
@@ -199,7 +199,7 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     if uri and budget.finished(study) < budget.total:
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
                     "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url)}
-        tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / "mlartifacts",
+        tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / ARTIFACTS,
                                  settings=settings, register_as=options.register_model)
         stale.tracking = tracking
     session = _Session(data, storage, study, budget, stale, checkpoints, tracking)
