@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -113,7 +114,7 @@ def _ranges(values: pd.Series, bins: int) -> pd.Series:
         edges = np.linspace(known.min(), known.max(), bins + 1)
         edges[-1] = np.nextafter(edges[-1], np.inf)  # ranges include their low end: the top one its high end too
     labels = [(f"{a:.0f}" if math.ceil(b) - 1 == a else f"{a:.0f}-{math.ceil(b) - 1:.0f}") if integer
-              else f"{a:.2g}-{b:.2g}" for a, b in zip(edges, edges[1:], strict=False)]
+              else f"{a:.2g}-{b:.2g}" for a, b in itertools.pairwise(edges)]
     return pd.cut(values, edges, labels=labels, right=False)
 
 
