@@ -199,3 +199,14 @@ def test_the_dashboard_names_the_metric_and_serves_checkpoints_as_binary(mixed_s
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_learning_curves_tick_whole_epochs(mixed_study):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from hpsearch.report import figures
+
+    figure = figures.learning_curves(stored(mixed_study), "val_accuracy")
+    FigureCanvasAgg(figure.png).draw()  # ticks are chosen when the figure is drawn
+    ticks = figure.png.axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
