@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -21,7 +22,7 @@ from torch import nn
 from hpsearch.datasets import DataOptions, addition
 from hpsearch.models import recurrent
 from hpsearch.studies import Hyperparams, record
-from hpsearch.training import TASKS
+from hpsearch.training import TASKS, serving
 from hpsearch.training.task import Epoch, Metric, Task
 
 # -- a toy task: is the number of 1s in a bit string odd? -------------------------------------------------------
@@ -270,6 +271,11 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
         code, out, err = hpsearch("predict", "--study", str(adding), "--", *bad)
         [line] = err.strip().splitlines()
         assert code == 2 and line.startswith(f"Error: {problem}")
+
+    # As MLflow serves it: a row per sum, columns a and b.
+    saved = tmp_path / "runs" / "artifacts" / gru.checkpoint_artifact
+    served = serving._load_pyfunc(str(saved))
+    assert served.predict(pd.DataFrame({"a": ["999", "123"], "b": ["1", "45"]})) == ["1000", "168"]
 
     code, out, err = hpsearch("report", "--study", str(adding), "--no-mlflow")
     assert code == 0, err

@@ -22,8 +22,8 @@ class Served:
     def predict(self, model_input: pd.DataFrame | list, params: dict[str, Any] | None = None) -> list:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame({"input": model_input})
         queries = [" ".join(str(value) for value in row) for row in frame.itertuples(index=False)]
-        task = self.trained.task
-        return [task.answer(row) for row in self.trained.predict(queries, (), top_k=1)]
+        task, model, meta = self.trained.task, self.trained.model, self.trained.meta
+        return [task.answer(row) for row in task.predict(model, meta, queries, top_k=1)]
 
 
 def _load_pyfunc(path: str) -> Served:
