@@ -292,9 +292,8 @@ class StudyTracking:
                               tags=[RunTag("optuna.state", state), *(RunTag(k, str(v)) for k, v in tags.items())])
         self.client.set_terminated(run_id, status=STATUS[state])
 
-    def log_best_model(self, checkpoint: bytes, summary: Mapping[str, Any]) -> str:
-        """Log a trial's checkpoint as an MLflow logged model of the parent run, and name it there as the best;
-        returns its model id.
+    def log_best_model(self, checkpoint: bytes, summary: Mapping[str, Any]) -> None:
+        """Log a trial's checkpoint as an MLflow logged model of the parent run, and name it there as the best.
 
         It is a pyfunc model that takes raw inputs (one query per DataFrame row: a surname, two numbers) and
         answers with the task's predictions, so `mlflow models serve` serves it as it is.
@@ -311,7 +310,6 @@ class StudyTracking:
         self.client.finalize_logged_model(model.model_id, "READY")
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in
                                                         {**tags, "best.model_id": model.model_id}.items()])
-        return model.model_id
 
     def register_best(self, name: str) -> None:
         """Register the parent run's model under ``name``, once per best trial."""
