@@ -51,6 +51,13 @@ batch_size = {{ choices = [16, 32] }}
 """
 
 
+def train_every_epoch(spec: Path) -> None:
+    """No trial of this spec ends early at a perfect score, for tests that stop or kill one mid-trial: the tiny
+    data reaches validation accuracy 1.0 in a few epochs, validation loss has no value that ends a trial."""
+    spec.write_text(spec.read_text().replace('metric = "val_accuracy"\ndirection = "maximize"',
+                                             'metric = "val_loss"\ndirection = "minimize"'), encoding="utf-8")
+
+
 def write_names(root: Path, per_language: int = 40, seed: int = 0) -> Path:
     rng = random.Random(seed)
     folder = root / "names"

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_SPEC, write_names
+from conftest import TINY_SPEC, train_every_epoch, write_names
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -219,6 +219,7 @@ def test_changed_direction_is_refused_and_loses_nothing(env, spec_file, tmp_path
 @pytest.mark.parametrize("signum, said, reason", [(signal.SIGINT, "interrupted", "interrupted by Ctrl-C"),
                                                   (signal.SIGTERM, "terminated", "interrupted by SIGTERM")])
 def test_a_stop_signal_marks_the_running_trial_failed_and_resume_finishes(env, spec_file, signum, said, reason):
+    train_every_epoch(spec_file)
     hpsearch("run", "--study", str(spec_file), "--n-trials", "1", "--quiet")
     command = [sys.executable, "-m", "hpsearch", "run", "--study", str(spec_file), "--n-trials", "2",
                "--epochs", "1000"]

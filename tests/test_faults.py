@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import torch
-from conftest import write_names
+from conftest import train_every_epoch, write_names
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_cli import hpsearch, stored
@@ -39,6 +39,7 @@ def test_the_same_command_right_after_kill_9_retries_the_dead_trial_and_meets_th
     # Enough names that an epoch lasts long enough to be killed in, as on real data.
     monkeypatch.setenv("HPSEARCH_DATA", str(write_names(tmp_path / "data", per_language=1500)))
     monkeypatch.setenv("HPSEARCH_WORKDIR", str(tmp_path / "runs"))
+    train_every_epoch(spec_file)
     command = ["run", "--study", str(spec_file), "--n-trials", "10", "--epochs", "3"]
     first = start(*command)
     for line in first.stderr:

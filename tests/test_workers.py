@@ -14,6 +14,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from conftest import train_every_epoch
 from servers import PG_PASSWORD
 
 from hpsearch.search.budget import Budget, OverBudget
@@ -52,7 +53,8 @@ def test_workers_with_the_same_index_on_two_hosts_sample_apart(spec_file):
 
 
 def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file):
-    # No pruning, so both workers are surely inside a trial when the signal comes.
+    # No early end and no pruning, so both workers are surely inside a trial when the signal comes.
+    train_every_epoch(spec_file)
     spec_file.write_text(spec_file.read_text().replace("n_warmup_steps = 1", "n_warmup_steps = 10000"))
     workdir = tmp_path / "runs"
     process = worker(["--study", str(spec_file), "--workdir", str(workdir), "--data-dir", str(data_root)],
