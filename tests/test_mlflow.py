@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -30,6 +29,7 @@ from hpsearch.search.progress import Progress
 from hpsearch.search.study import SearchOptions, run_search
 from hpsearch.studies import record
 from hpsearch.training.surnames import classify
+from hpsearch.urls import check_free
 
 # Enqueued trials make every outcome deterministic: per-trial seeding fixes each one's training.
 SPEC = """
@@ -223,8 +223,7 @@ def test_ui_serves_the_store_opens_on_runs_and_leaves_nothing_behind_when_stoppe
             ui.kill()
     _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, [p.cmdline() for p in alive]
-    with socket.socket() as again:  # the port is free
-        again.bind(("127.0.0.1", port))
+    check_free("127.0.0.1", port)  # nothing listens there (closed connections may linger in TIME_WAIT)
 
 
 def test_unexpected_errors_fail_their_trials_and_a_streak_stops_the_run(tmp_path, data_root, spec_file,
