@@ -305,7 +305,7 @@ def studies(workdir, storage):
 @click.option("--workdir", type=click.Path(file_okay=False), help="working folder [env HPSEARCH_WORKDIR]")
 def ui(tracking_uri, host, port, workdir):
     """The MLflow UI on the studies' tracking store: one experiment per study, one run per trial."""
-    from hpsearch.mlflow import check_reachable
+    from hpsearch.mlflow import check_reachable, study_experiments
     from hpsearch.mlflow import tracking_uri as mlflow_tracking_uri
     from hpsearch.mlflow.ui import experiments_page, serve
 
@@ -313,4 +313,6 @@ def ui(tracking_uri, host, port, workdir):
     check_free(host, port)
     check_reachable(uri)  # also points a moved work folder's store at its own artifacts
     click.echo(f"MLflow UI for {mask(uri)} at http://{host}:{port}/{experiments_page()} (Ctrl-C stops it)", err=True)
+    for name, experiment_id in study_experiments(uri).items():
+        click.echo(f"  study '{name}': http://{host}:{port}/{experiments_page(experiment_id)}", err=True)
     raise SystemExit(serve(uri, host, port))

@@ -203,16 +203,21 @@ def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):
 
 def test_ui_serves_the_store_opens_on_runs_and_leaves_nothing_behind_when_stopped(searched):
     port = servers.free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "hpsearch", "ui", "--workdir", str(searched[0]), "--port", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = searched[0].parent / "ui.log"
+    with log.open("w") as said:
+        ui = subprocess.Popen([sys.executable, "-m", "hpsearch", "ui", "--workdir", str(searched[0]), "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=said)
     try:
         body = servers.answers(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tracked",
                                ui)
         assert body, "mlflow ui did not start"
         experiment = json.loads(body)["experiment"]
-        # A model development experiment, and the link opens it on its runs, not on the GenAI overview.
+        # A model development experiment, and the link the command printed opens it on its runs, not on the
+        # GenAI overview.
         assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
-        seen = servers.rendered(f"http://127.0.0.1:{port}/{experiments_page(experiment['experiment_id'])}")
+        link = f"http://127.0.0.1:{port}/{experiments_page(experiment['experiment_id'])}"
+        assert f"  study 'tracked': {link}" in log.read_text().splitlines()
+        seen = servers.rendered(link)
         assert "matching runs" in seen and "Detect Issues" not in seen and ">tracked<" in seen
         children = psutil.Process(ui.pid).children(recursive=True)
         assert children  # mlflow ui and its uvicorn

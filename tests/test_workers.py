@@ -12,9 +12,9 @@ from collections import Counter
 
 import optuna
 import pytest
+from conftest import train_every_epoch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from conftest import train_every_epoch
 from servers import PG_PASSWORD
 
 from hpsearch.search.budget import Budget, OverBudget

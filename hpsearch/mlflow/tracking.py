@@ -334,6 +334,14 @@ class StudyTracking:
         self.client.set_terminated(self.parent_run_id, status=status)
 
 
+def study_experiments(tracking_uri: str) -> dict[str, str]:
+    """Name -> id of the store's experiments that hold a study (hpsearch tags their runs ``optuna.study``)."""
+    with _errors(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        return {e.name: e.experiment_id for e in client.search_experiments()
+                if client.search_runs([e.experiment_id], "tags.`optuna.study` != ''", max_results=1)}
+
+
 def log_folder(tracking_uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     """Log a folder's files as artifacts of an existing run, whatever its status."""
     check_reachable(tracking_uri)
