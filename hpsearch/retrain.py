@@ -40,15 +40,16 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
         raise HpsearchError(f"study '{spec.name}' has no trial {number} with a configuration "
                             f"(trials 0-{len(trials) - 1}); see `hpsearch best` or the report")
     source, task = trials[number], TASKS[spec.task]
-    tracking = None
-    if how.tracking_uri:
-        check_reachable(how.tracking_uri)
-        tracking = StudyTracking.experiment(how.tracking_uri, spec.name, artifact_root=how.workdir / ARTIFACTS)
     stored = record.read(source)
     # Exactly what the trial trained with; a parameter added to the task since then keeps its default.
     hp = task.hyperparams_of(stored.hyperparams or source.params)
     device = resolve_device(how.device)
+    # The data first: missing data must fail before anything is created in the tracking store.
     data = task.load(how.data_dir, spec.data).to(device)
+    tracking = None
+    if how.tracking_uri:
+        check_reachable(how.tracking_uri)
+        tracking = StudyTracking.experiment(how.tracking_uri, spec.name, artifact_root=how.workdir / ARTIFACTS)
     max_epochs = how.epochs or stored.max_epochs or spec.max_epochs
     rows: list[dict[str, Any]] = []
     first = stored.seed if first_seed is None else first_seed
@@ -57,7 +58,7 @@ def retrain(study: optuna.Study, spec: StudySpec, number: int, first_seed: int |
         if tracking:
             tags = {"optuna.study": spec.name, "hpsearch.retrain_of": str(number), "hpsearch.seed": str(seed)}
             run_id = tracking.start_run(f"retrain-trial-{number}-seed-{seed}", tags,
-                                            {**dataclasses.asdict(hp), "seed": seed})
+                                        {**dataclasses.asdict(hp), "seed": seed})
         progress.trial_started(source, hp)
         fit = Fit(task, hp, data, max_epochs=max_epochs, seed=seed, device=device, select=spec.metric)
         try:
