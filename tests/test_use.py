@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import optuna
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from servers import free_port
+from servers import answers, free_port
 from test_cli import hpsearch, stored
 
 from hpsearch.cli import main
@@ -93,14 +92,9 @@ def test_dashboard_serves_the_study_its_trials_and_artifacts(env, spec_file, dat
     try:
         said = server.stderr.readline()
         assert f"at http://127.0.0.1:{port}/dashboard/studies/" in said, said
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = json.loads(get(f"http://127.0.0.1:{port}/api/studies"))
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "optuna-dashboard did not start"
-                time.sleep(0.5)
+        body = answers(f"http://127.0.0.1:{port}/api/studies", server)
+        assert body, "optuna-dashboard did not start"
+        studies = json.loads(body)
         [summary] = studies["study_summaries"]
         assert summary["study_name"] == "tiny"
         detail = json.loads(get(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}"))
