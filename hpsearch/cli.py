@@ -48,6 +48,27 @@ def _artifacts(command):
                              "[env HPSEARCH_ARTIFACTS; default: WORKDIR/artifacts]")(command)
 
 
+def _training(command):
+    """The options of every command that trains trials: where, on what, with how many workers, logged where."""
+    for option in reversed((
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+            click.option("--data-dir", type=click.Path(file_okay=False),
+                         help="data root holding one folder per dataset, e.g. names/ [env HPSEARCH_DATA; "
+                              "default: ~/.cache/hpsearch]"),
+            click.option("--tracking-uri", metavar="URI", help="MLflow tracking store or server [env "
+                         "MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]"),
+            click.option("--no-mlflow", is_flag=True, help="do not log to MLflow"),
+            click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                         help="worker processes on this host, sharing the study"),
+            click.option("--threads", type=click.IntRange(min=1),
+                         help="torch threads per worker [default: cores / n-jobs with several workers, else "
+                              "torch's]"),
+            click.option("--quiet", is_flag=True, help="no progress lines"),
+            _artifacts, _where)):
+        command = option(command)
+    return command
+
+
 def _checkpoints(artifacts: str | None, workdir_path: Path, create: bool = True):
     from hpsearch.search.artifacts import Checkpoints, location
 
@@ -80,22 +101,9 @@ def main() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="stop starting new trials after this long (this invocation only)")
 @click.option("--epochs", type=click.IntRange(min=1), help="max epochs per trial, overriding the spec")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="data root holding one folder per dataset, e.g. names/ [env HPSEARCH_DATA; "
-                   "default: ~/.cache/hpsearch]")
-@click.option("--tracking-uri", metavar="URI",
-              help="MLflow tracking store or server [env MLFLOW_TRACKING_URI; default: sqlite:///WORKDIR/mlflow.db]")
-@click.option("--no-mlflow", is_flag=True, help="do not log to MLflow")
 @click.option("--register-model", metavar="NAME", help="also register the best model in the MLflow Model Registry")
-@click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="worker processes on this host, sharing the study")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="torch threads per worker [default: cores / n-jobs with several workers, else torch's]")
-@click.option("--quiet", is_flag=True, help="no progress lines")
-@_artifacts
-@_where
-def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no_mlflow, register_model, n_jobs,
+@_training
+def run(study_ref, n_trials, timeout, epochs, register_model, device, data_dir, tracking_uri, no_mlflow, n_jobs,
         threads, quiet, artifacts, workdir, storage):
     """Search a study's space; running it again resumes the same study.
 
@@ -131,6 +139,54 @@ def run(study_ref, n_trials, timeout, epochs, device, data_dir, tracking_uri, no
 
 
 @main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml",
+              help="the study whose trial to vary (a built-in name or a spec's path)")
+@click.option("--factor", "factors", multiple=True, required=True, metavar="PARAM[=V1,V2,...]",
+              help="a parameter to vary, all else fixed; repeat for several. Levels default to the spec's choices, "
+                   "layers 1-4 (a short range), lr x 0.1, 0.3, 1, 3, 10 (a log range), widths x 1/4 ... 4")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="seeds per level, the same for every level")
+@click.option("--base", default="best", show_default=True, metavar="best|N", help="the trial whose configuration "
+              "is varied")
+@click.option("--epochs", type=click.IntRange(min=1), help="epochs per trial [default: the base trial's]")
+@click.option("--metric", metavar="NAME", help="what levels are ranked by, e.g. test_balanced_accuracy or "
+              "steps_to_exact [default: the study's objective]")
+@click.option("--name", metavar="NAME", help="the ablation's study [default: STUDY:ablation]")
+@_training
+def ablate(study_ref, factors, repeats, base, epochs, metric, name, device, data_dir, tracking_uri, no_mlflow,
+           n_jobs, threads, quiet, artifacts, workdir, storage):
+    """Vary one parameter at a time around a trial, each level with the same seeds, without pruning.
+
+    \b
+    Example:
+      hpsearch ablate --study surnames --factor cell --factor bidirectional --factor optimizer \\
+                      --factor batch_size=8,32,128 --repeats 3
+    The trials form a study of their own (STUDY:ablation), so they do not bias the parent's sampler or its
+    importances. Running the command again resumes it, and adds what a larger design asks for; several
+    workers or hosts share its queue. `hpsearch report --study STUDY` shows it as a section; its trials are
+    MLflow runs under the ablation study's parent run.
+    """
+    from hpsearch.report.ablation import analyse
+    from hpsearch.search import ablation, lookup, study, workers
+    from hpsearch.search.progress import Progress
+
+    spec = lookup.load(study_ref)
+    workdir_path, url = _locate(workdir, storage)
+    plan = ablation.plan(lookup.require_study(spec.name, url), spec, factors, repeats=repeats, base=base,
+                         epochs=epochs, metric=metric, name=name)
+    options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir,
+                                  epochs=plan.design.max_epochs, device=device, tracking_uri=tracking_uri,
+                                  mlflow=not no_mlflow, threads=threads, artifacts=artifacts)
+    workers.handle_stop_signals()
+    if n_jobs > 1:
+        workers.run_workers(plan.spec, options, n_jobs, quiet, plan)
+    else:
+        study.run_search(plan.spec, options, Progress(quiet, plan.design.max_epochs), plan)
+    for factor in analyse(lookup.require_study(plan.name, url)):
+        click.echo(f"\n{factor.text()}")
+
+
+@main.command()
 @click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_where
@@ -157,7 +213,8 @@ def best(study_ref, as_json, workdir, storage):
 @_artifacts
 @_where
 def report(study_ref, out, data_dir, tracking_uri, no_mlflow, artifacts, workdir, storage):
-    """Importance, Pareto, comparison and per-class results of a study, as HTML, Markdown and PNG.
+    """Importance, Pareto, comparison and per-class results of a study, and its ablations, as HTML, Markdown
+    and PNG.
 
     \b
     Example:
@@ -174,7 +231,8 @@ def report(study_ref, out, data_dir, tracking_uri, no_mlflow, artifacts, workdir
     folder = Path(out) if out else workdir_path / "reports" / spec.name
     done = make_report(lookup.require_study(spec.name, url), spec, folder,
                        checkpoints=_checkpoints(artifacts, workdir_path), data_dir=data_dir,
-                       tracking_uri=None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path))
+                       tracking_uri=None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path),
+                       ablations=lookup.ablations(spec.name, url))
     click.echo(f"report: {folder / 'index.html'} ({len(done.files)} files; also report.md)")
     click.echo(f"optuna-dashboard: summary note, {done.dashboard_figures} figures and {done.new_artifacts} new "
                f"artifacts on study '{spec.name}' (hpsearch dashboard)")

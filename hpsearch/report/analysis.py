@@ -95,7 +95,7 @@ def levels(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
         bins = max(2, min(MAX_BINS, int(column.notna().sum()) // FEW))
         if column.nunique() > bins:
             return _ranges(column.astype(float), bins)
-    text = {c: frame[c].map(lambda v, c=c: _label(c, v)) for c in present}
+    text = {c: frame[c].map(lambda v, c=c: label(c, v)) for c in present}
     return pd.Series([" ".join(parts) for parts in zip(*text.values(), strict=True)], index=frame.index)
 
 
@@ -118,7 +118,7 @@ def _ranges(values: pd.Series, bins: int) -> pd.Series:
     return pd.cut(values, edges, labels=labels, right=False)
 
 
-def _label(column: str, value: object) -> str:
+def label(column: str, value: object) -> str:
     if column == "bidirectional":
         return "bi" if value is True else "uni"
     return str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import optuna
@@ -44,7 +45,10 @@ def _duration(delta: pd.Timedelta) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m {seconds % 60:02d}s"
 
 
-def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> list[Section]:
+def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource,
+          controlled: Sequence[Section] = ()) -> list[Section]:
+    """The report's sections; ``controlled`` (the study's ablations) follow the comparison questions they answer
+    better."""
     frame = analysis.trials_frame(study)
     multi = len(study.directions) > 1
     if multi:  # every section below reads the first objective, the validation metric, as "value"
@@ -56,7 +60,7 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
     if task.has_classes:
         sections.append(_classes(study, spec, data_dir, checkpoints))
     return [*sections, _importance(study, metric), _pareto(frame, spec, metric, maximize),
-            _comparisons(frame, task, metric, maximize), _dynamics(study, spec, multi)]
+            _comparisons(frame, task, metric, maximize, bool(controlled)), *controlled, _dynamics(study, spec, multi)]
 
 
 def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool) -> Section:
@@ -156,11 +160,14 @@ def _pareto(frame: pd.DataFrame, spec: StudySpec, metric: str, maximize: bool) -
     return section
 
 
-def _comparisons(frame: pd.DataFrame, task: Task, metric: str, maximize: bool) -> Section:
+def _comparisons(frame: pd.DataFrame, task: Task, metric: str, maximize: bool, controlled: bool) -> Section:
     section = Section("The comparison questions")
     section.text.append("Per level: completed trials, best and median of their validation value, and the cost of "
                         "all finished trials. Trials at one level differ in every other parameter, so a level's "
                         "median is over what the sampler tried there, not a controlled pair.")
+    if controlled:
+        section.text.append("The controlled comparisons after this section vary one factor at a time with the same "
+                            "seeds: where they cover a question, their answer is the stronger one.")
     done = analysis.finished(frame)
     results = tuple(m.name for m in task.results)
     for question in task.questions:

@@ -23,7 +23,7 @@ FAINT, STRONG, PRUNED = "#c8c8c8", "#1f5fa8", "#b0b0b0"
 CARD_HEIGHT = 450
 
 
-def _canvas(width: float, height: float, columns: int = 1):
+def canvas(width: float, height: float, columns: int = 1):
     """A figure outside pyplot (no display, no global state to close) and its row of axes."""
     fig = MplFigure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(1, columns, squeeze=False).flat
@@ -65,7 +65,7 @@ def pareto_front_multi(study: optuna.Study, target_names: list[str]) -> Figure:
 
 def learning_curves(study: optuna.Study, metric: str) -> Figure:
     """Each trial's reported value per epoch: completed trials in colour, pruned ones grey and dashed."""
-    fig, (ax,) = _canvas(9, 5)
+    fig, (ax,) = canvas(9, 5)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED, TrialState.COMPLETE)):
         if not trial.intermediate_values:
             continue
@@ -85,7 +85,7 @@ def importance_bars(name: str, title: str, results: list[Importance]) -> Figure 
     shown = [r for r in results if r.values is not None]
     if not shown:
         return None
-    fig, axes = _canvas(5 * len(shown), 0.35 * max(len(r.values) for r in shown) + 1.5, len(shown))
+    fig, axes = canvas(5 * len(shown), 0.35 * max(len(r.values) for r in shown) + 1.5, len(shown))
     for ax, result in zip(axes, shown, strict=True):
         values = result.values.iloc[::-1]
         ax.barh(values.index, values.to_numpy(), color=STRONG)
@@ -96,7 +96,7 @@ def importance_bars(name: str, title: str, results: list[Importance]) -> Figure 
 
 def pareto(done: pd.DataFrame, fronts: dict[str, pd.Series], metric: str) -> Figure:
     """Metric against each cost; the front in strong colour and joined, dominated trials faint."""
-    fig, axes = _canvas(6 * len(fronts), 4.5, len(fronts))
+    fig, axes = canvas(6 * len(fronts), 4.5, len(fronts))
     for ax, (cost, mask) in zip(axes, fronts.items(), strict=True):
         ax.scatter(done.loc[~mask, cost], done.loc[~mask, "value"], color=FAINT, s=18, label="dominated")
         front = done[mask].sort_values(cost)
@@ -124,7 +124,7 @@ def pareto(done: pd.DataFrame, fronts: dict[str, pd.Series], metric: str) -> Fig
 
 def comparison(key: str, title: str, done: pd.DataFrame, level: pd.Series, order: list[str], metric: str) -> Figure:
     """Left: the metric of every completed trial per level. Right: median seconds per epoch per level."""
-    fig, (left, right) = _canvas(11, 0.4 * len(order) + 2, 2)
+    fig, (left, right) = canvas(11, 0.4 * len(order) + 2, 2)
     frame = done.assign(level=level.astype(str))
     for y, name in enumerate(order):
         rows = frame[frame["level"] == name]
@@ -155,7 +155,7 @@ def confusion(matrix: pd.DataFrame) -> Figure:
     """Rows normalised to the true class, so small classes are as readable as large ones."""
     share = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
     size = 0.45 * len(matrix) + 2
-    fig, (ax,) = _canvas(size + 1, size)
+    fig, (ax,) = canvas(size + 1, size)
     image = ax.imshow(share.to_numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(matrix.index)), matrix.index, fontsize=8)

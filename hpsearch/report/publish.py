@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -15,7 +16,7 @@ from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
 from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import log_folder
-from hpsearch.report import build, write
+from hpsearch.report import ablation, build, write
 from hpsearch.report.build import Section, walk
 from hpsearch.report.classes import ModelSource
 from hpsearch.studies import StudySpec
@@ -91,10 +92,11 @@ class Published:
 
 
 def make_report(study: optuna.Study, spec: StudySpec, folder: Path, *, checkpoints: Checkpoints,
-                data_dir: str | None, tracking_uri: str | None) -> Published:
-    """Write the report into ``folder`` and publish it; ``tracking_uri`` None leaves MLflow alone."""
+                data_dir: str | None, tracking_uri: str | None, ablations: Sequence[optuna.Study] = ()) -> Published:
+    """Write the report into ``folder`` and publish it; ``tracking_uri`` None leaves MLflow alone. Each of
+    ``ablations`` (studies of `hpsearch ablate` on this one) adds a section."""
     ensure_folder(folder, "--out")
-    sections = build.build(study, spec, data_dir, checkpoints)
+    sections = build.build(study, spec, data_dir, checkpoints, [ablation.section(a) for a in ablations])
     files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
     figures = to_dashboard(study, sections, folder)
     artifacts = attach_results(study, checkpoints.store, folder)

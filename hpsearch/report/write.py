@@ -14,7 +14,7 @@ from hpsearch.report.build import Section, walk
 PLOTLY_JS = "plotly.min.js"  # written beside index.html: the page needs no network
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em;display:block;max-width:100%;overflow-x:auto}
-td,th{padding:2px 8px;text-align:right}
+td,th{padding:2px 8px;text-align:right;white-space:nowrap}
 tr:nth-child(even){background:#f4f6f8}th{background:#e8edf3}img{max-width:100%}h3{margin-top:2em}"""
 
 

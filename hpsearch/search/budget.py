@@ -10,6 +10,8 @@ budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -26,6 +28,8 @@ class OverBudget(Exception):
 
 
 class Budget:
+    more = "Raise --n-trials to search more."  # what a user does when the budget is spent
+
     def __init__(self, total: int) -> None:
         self.total = total
 
@@ -49,6 +53,32 @@ class Budget:
         """Optuna callback after every trial: stop this worker once the budget is filled or spoken for."""
         if self.remaining(study) <= 0:
             study.stop()
+
+
+class Queue(Budget):
+    """An ablation's budget: exactly the trials it queued, whatever state they end in, shared by every worker.
+
+    A trial that starts when other workers have emptied the queue meanwhile gets a fresh configuration from
+    the sampler, which is none of the planned ones: it steps back without training.
+    """
+
+    more = "Add --repeats, or factors or levels, to run more."
+
+    def __init__(self, total: int, queued: Callable[[optuna.Trial], bool]) -> None:
+        super().__init__(total)
+        self.queued = queued
+
+    def finished(self, study: optuna.Study) -> int:
+        return max(0, self.total - len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,
+                                                                                  TrialState.RUNNING))))
+
+    def remaining(self, study: optuna.Study) -> int:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def admit(self, trial: optuna.Trial) -> None:
+        if not self.queued(trial):
+            record.write(trial, fail_reason="not run: the ablation's queue was empty")
+            raise OverBudget()
 
 
 class FailureStreak:

@@ -11,6 +11,7 @@ import optuna
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.search.storage import open_storage
 from hpsearch.studies import StudySpec, load_spec
+from hpsearch.studies.ablation import ABLATION_ATTR
 from hpsearch.studies.spec import name_of
 from hpsearch.training import TASKS
 from hpsearch.urls import mask
@@ -40,3 +41,11 @@ def require_study(name: str, storage_url: str) -> optuna.Study:
         raise HpsearchError(f"no study '{name}' in {mask(storage_url)} (stored: {known}); "
                             f"run `hpsearch run --study {name}` first")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def ablations(parent: str, storage_url: str) -> list[optuna.Study]:
+    """The ablation studies of a stored study (`hpsearch ablate`), by name."""
+    storage = open_storage(storage_url, create=False)
+    return [optuna.load_study(study_name=s.study_name, storage=storage)
+            for s in sorted(optuna.get_all_study_summaries(storage, include_best_trial=False), key=lambda s: s.study_name)
+            if s.user_attrs.get(ABLATION_ATTR, {}).get("parent") == parent]

@@ -6,7 +6,7 @@ What is trained, and how, is the task's (training/): this module only connects i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import optuna
@@ -36,11 +36,26 @@ class TrialHooks(Protocol):
         """The completed trial's checkpoint, in memory: tracking logs it without reading it back."""
 
 
+# A trial's configuration and seed: sampled from the spec's space by default, planned for an ablation.
+Draw = Callable[[optuna.Trial], tuple[Hyperparams, int]]
+
+
+def sample(spec: StudySpec) -> Draw:
+    """Draw from the spec's space; the seed follows from the values, so a configuration trains the same way
+    again."""
+    def draw(trial: optuna.Trial) -> tuple[Hyperparams, int]:
+        hp = spec.sample(trial)
+        return hp, hp.seed()
+
+    return draw
+
+
 class Objective:
     def __init__(self, spec: StudySpec, task: Task, data: TaskData, *, max_epochs: int, device: torch.device,
-                 checkpoints: CheckpointSink, hooks: Sequence[TrialHooks]) -> None:
+                 checkpoints: CheckpointSink, hooks: Sequence[TrialHooks], draw: Draw | None = None) -> None:
         self.spec, self.task, self.max_epochs, self.device = spec, task, max_epochs, device
         self.checkpoints, self.hooks = checkpoints, hooks
+        self.draw = draw or sample(spec)
         self.data = data.to(device)
         self.stopped: int | None = None  # number of the last trial an exception or Ctrl-C stopped
 
@@ -59,8 +74,7 @@ class Objective:
             raise
 
     def _train(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        hp = self.spec.sample(trial)
-        seed = hp.seed()
+        hp, seed = self.draw(trial)
         record.write(trial, hyperparams=dataclasses.asdict(hp), seed=seed, max_epochs=self.max_epochs)
         for hook in self.hooks:
             hook.trial_started(trial, hp)

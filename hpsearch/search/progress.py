@@ -6,7 +6,7 @@ import sys
 
 import optuna
 
-from hpsearch.search.budget import COUNTED
+from hpsearch.search.budget import Budget
 from hpsearch.search.liveness import RETRY_ATTR, Elsewhere, Owner
 from hpsearch.studies import record
 
@@ -20,12 +20,11 @@ class Progress:
         if not self.quiet:
             print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
 
-    def start(self, study: optuna.Study, total: int, remaining: int, where: str,
-              elsewhere: list[Elsewhere]) -> None:
-        done = len(study.get_trials(deepcopy=False, states=COUNTED))
+    def start(self, study: optuna.Study, budget: Budget, where: str, elsewhere: list[Elsewhere]) -> None:
+        done, total, remaining = budget.finished(study), budget.total, budget.remaining(study)
         if done >= total:
             self.say(f"study '{study.study_name}' already has {done} finished trials (budget {total}); "
-                     "nothing to run. Raise --n-trials to search more.")
+                     f"nothing to run. {budget.more}")
         elif remaining <= 0:
             self.say(f"study '{study.study_name}' has {done}/{total} trials done and the rest running in other "
                      "processes")

@@ -18,6 +18,7 @@ from hpsearch.errors import HpsearchError, Interrupted, StorageError, Terminated
 from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import ARTIFACTS, check_reachable, tracking_uri
 from hpsearch.search import liveness
+from hpsearch.search.ablation import Ablation
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak
 from hpsearch.search.objective import Objective
@@ -64,7 +65,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
         raise StorageError(f"study '{spec.name}' is stored to {_objective_text(*stored)}, but {spec.path} says to "
                            f"{_objective_text(spec.metrics, spec.directions)}; give the spec another `name` or "
                            "use another --workdir")
-    data = {**dataclasses.asdict(spec.data), **({"fingerprint": fingerprint} if fingerprint else {})}
+    data = _data_attrs(spec, fingerprint)
     _check_same_data(study, spec, data)
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
@@ -80,21 +81,29 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, worker: in
     return study
 
 
+def _data_attrs(spec: StudySpec, fingerprint: str | None) -> dict[str, Any]:
+    return {**dataclasses.asdict(spec.data), **({"fingerprint": fingerprint} if fingerprint else {})}
+
+
 def _check_same_data(study: optuna.Study, spec: StudySpec, data: dict[str, Any]) -> None:
     """Refuse to resume a study with another task, split or data: its trials would not be comparable."""
     stored = {"task": study.user_attrs.get("task", spec.task), **study.user_attrs.get("data", data)}
+    if problem := _other_data(stored, spec, data):
+        raise StorageError(f"study '{spec.name}' cannot resume: {problem}, give the spec another `name`, or use "
+                           "another --workdir")
+
+
+def _other_data(stored: dict[str, Any], spec: StudySpec, data: dict[str, Any]) -> str | None:
+    """How the task and data settings ``stored`` with a study differ from the spec's and the data's now."""
     wanted = {"task": spec.task, **data}
     differ = [key for key in wanted if key in stored and stored[key] != wanted[key]]
     if not differ:
-        return
+        return None
     if differ == ["fingerprint"]:
-        problem = ("the data found now is not the data its trials trained on (fingerprint "
-                   f"{wanted['fingerprint'][:12]}, stored {stored['fingerprint'][:12]}); point --data-dir at that data")
-    else:
-        settings = ", ".join(f"{key} {stored[key]!r} (spec: {wanted[key]!r})" for key in differ if key != "fingerprint")
-        problem = f"it was created with {settings}; restore them in {spec.path}"
-    raise StorageError(f"study '{spec.name}' cannot resume: {problem}, give the spec another `name`, or use "
-                       "another --workdir")
+        return ("the data found now is not the data its trials trained on (fingerprint "
+                f"{wanted['fingerprint'][:12]}, stored {stored['fingerprint'][:12]}); point --data-dir at that data")
+    settings = ", ".join(f"{key} {stored[key]!r} (spec: {wanted[key]!r})" for key in differ if key != "fingerprint")
+    return f"it was created with {settings}; restore them in {spec.path}"
 
 
 def _objective_text(metrics, directions) -> str:
@@ -179,7 +188,7 @@ def load_data(spec: StudySpec, options: SearchOptions) -> TaskData:
 
 
 def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None,
-                  ) -> _Session:
+                  ablation: Ablation | None = None) -> _Session:
     # Progress lines replace Optuna's own logs, which print a traceback for every failed trial.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Data first, then the tracking server: a missing folder or an unreachable server must fail before
@@ -187,6 +196,9 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     ensure_folder(options.workdir, "--workdir")
     if data is None:
         data = load_data(spec, options)
+    if ablation and (problem := _other_data(ablation.parent_data, spec, _data_attrs(spec, data.fingerprint))):
+        raise StorageError(f"study '{ablation.design.parent}' trained on other data, so its trial cannot be "
+                           f"ablated here: {problem}")
     uri = tracking_uri(options.tracking_uri, options.workdir) if options.mlflow else None
     if uri:
         check_reachable(uri)
@@ -194,13 +206,16 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     stale = StaleTrials(progress)
     storage = open_storage(options.storage_url, grace_period=options.heartbeat_grace, on_stale=stale)
     study = open_study(spec, storage, options.worker, data.fingerprint)
-    budget = Budget(options.n_trials or spec.n_trials)
+    budget = ablation.prepare(study) if ablation else Budget(options.n_trials or spec.n_trials)
     tracking = None
     if uri and budget.finished(study) < budget.total:
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
-                    "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url)}
+                    "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url),
+                    **({"ablation_of": ablation.design.parent, "base_trial": ablation.design.base_trial}
+                       if ablation else {})}
+        # An ablation's best trial is a finding about a level, not a model to serve.
         tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / ARTIFACTS,
-                                 settings=settings, register_as=options.register_model)
+                                 settings=settings, register_as=options.register_model, log_best=ablation is None)
         stale.tracking = tracking
     session = _Session(data, storage, study, budget, stale, checkpoints, tracking)
     # A worker killed earlier left its trial RUNNING: fail it (closing its run, queueing its retry) now, or
@@ -209,25 +224,27 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     return session
 
 
-def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None) -> int:
+def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None,
+                   ablation: Ablation | None = None) -> int:
     """Create or open the study and its MLflow parent run before workers start; returns the trials to run.
 
     Workers started together would otherwise race to create the same storage tables, experiment and
     parent run.
     """
-    session = _open_session(spec, options, progress, data)
+    session = _open_session(spec, options, progress, data, ablation)
     return session.budget.remaining(session.study)
 
 
-def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, or ``timeout``."""
+def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, ablation: Ablation | None = None,
+               ) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones, or ``timeout``; for an
+    ablation, until its queue is empty."""
     if options.threads:
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
-    session = _open_session(spec, options, progress)
+    session = _open_session(spec, options, progress, ablation=ablation)
     study, budget, tracking = session.study, session.budget, session.tracking
-    progress.start(study, budget.total, budget.remaining(study), mask(options.storage_url),
-                   liveness.running_elsewhere(session.storage, study))
+    progress.start(study, budget, mask(options.storage_url), liveness.running_elsewhere(session.storage, study))
     if budget.finished(study) >= budget.total:
         return study
 
@@ -235,7 +252,8 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress) -> o
     hooks: list = [progress] + ([tracking] if tracking else [])
     callbacks: list = ([tracking] if tracking else []) + [budget, failures, progress.trial]
     objective = Objective(spec, TASKS[spec.task], session.data, max_epochs=options.epochs or spec.max_epochs,
-                          device=device, checkpoints=session.checkpoints, hooks=hooks)
+                          device=device, checkpoints=session.checkpoints, hooks=hooks,
+                          draw=ablation.draw if ablation else None)
 
     def admitted(trial: optuna.Trial) -> float:
         liveness.claim(trial)

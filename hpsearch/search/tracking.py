@@ -24,8 +24,8 @@ class TrialTracking:
     """Trial hooks and Optuna callback that mirror a study into MLflow."""
 
     def __init__(self, study: optuna.Study, spec: StudySpec, tracking_uri: str, *, artifact_root: Path,
-                 settings: dict[str, Any], register_as: str | None = None) -> None:
-        self.study, self.settings, self.register_as = study, settings, register_as
+                 settings: dict[str, Any], register_as: str | None = None, log_best: bool = True) -> None:
+        self.study, self.settings, self.register_as, self.log_best = study, settings, register_as, log_best
         self.tracking = StudyTracking.open(tracking_uri, study.study_name, artifact_root=artifact_root,
                                            parent_run_id=study.user_attrs.get(PARENT_ATTR),
                                            params={"task": spec.task, "metric": ",".join(spec.metrics),
@@ -60,7 +60,8 @@ class TrialTracking:
             tags["pruned_at_epoch"] = stored.epochs or ""
         self.tracking.finish_trial(run_id, trial.state.name, metrics, tags, step=stored.epochs or 0)
         # A multi-objective study has a Pareto set, not one best model to log.
-        if checkpoint is not None and len(study.directions) == 1 and study.best_trial.number == trial.number:
+        if self.log_best and checkpoint is not None and len(study.directions) == 1 \
+                and study.best_trial.number == trial.number:
             self.tracking.log_best_model(checkpoint, {"trial": trial.number, "value": trial.value, **metrics})
 
     def stale(self, trial: optuna.trial.FrozenTrial) -> None:

@@ -16,6 +16,7 @@ import threading
 from types import FrameType
 
 from hpsearch.errors import HpsearchError, Interrupted, Terminated
+from hpsearch.search.ablation import Ablation
 from hpsearch.search.progress import Progress
 from hpsearch.search.resources import check_workers, cores
 from hpsearch.search.study import SearchOptions, load_data, prepare_search, run_search
@@ -54,11 +55,12 @@ def handle_stop_signals() -> None:
     signal.signal(signal.SIGTERM, _stopper(Terminated))
 
 
-def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, errors) -> None:
+def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, errors,
+            ablation: Ablation | None) -> None:
     handle_stop_signals()
     progress = Progress(quiet, options.epochs or spec.max_epochs, prefix=f"[worker {index}] ")
     try:
-        run_search(spec, options, progress)
+        run_search(spec, options, progress, ablation)
     except HpsearchError as exc:
         errors.put(str(exc))
         sys.exit(2)
@@ -67,20 +69,22 @@ def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, er
         sys.exit(130)
 
 
-def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: bool) -> None:
-    """Run ``n_jobs`` workers to the study's budget; raises what they hit, once, after all have stopped."""
+def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: bool,
+                ablation: Ablation | None = None) -> None:
+    """Run ``n_jobs`` workers to the study's budget (an ablation's queue); raises what they hit, once, after all
+    have stopped."""
     # The data first, as every worker loads it, so that this process weighs what a worker will.
     data = load_data(spec, options)
     threads = options.threads or max(1, cores() // n_jobs)
     if warning := check_workers(n_jobs, threads, TASKS[spec.task].training_memory):
         print(warning, file=sys.stderr, flush=True)  # even with --quiet, which silences progress only
-    remaining = prepare_search(spec, options, Progress(quiet), data)
+    remaining = prepare_search(spec, options, Progress(quiet), data, ablation)
     n_jobs = min(n_jobs, max(remaining, 1))
     options = dataclasses.replace(options, threads=options.threads or max(1, cores() // n_jobs))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch or sqlite state inherited
     errors = context.Queue()
     workers = [context.Process(target=_worker, args=(spec, dataclasses.replace(options, worker=index), quiet, index,
-                                                     errors), name=f"worker {index}")
+                                                     errors, ablation), name=f"worker {index}")
                for index in range(n_jobs)]
     for worker in workers:
         worker.start()

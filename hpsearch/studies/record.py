@@ -37,6 +37,7 @@ class TrialRecord:
     checkpoint: str | None = None  # before the artifact store: a path on the disk of the worker
     mlflow_run_id: str | None = None
     fail_reason: str | None = None  # Optuna keeps none for a failed trial
+    ablation: dict[str, Any] | None = None  # an ablation's trial: its factor, level and repeat (studies/ablation.py)
 
     def scores(self, prefix: str = "") -> dict[str, Any]:
         """The results whose names start with ``prefix``, without the losses: what a reader compares."""
@@ -72,6 +73,11 @@ def write(trial: optuna.Trial, **values: Any) -> None:
     """Store fields of a trial's record; None leaves a field unset."""
     for name, value in _checked(values):
         trial.set_user_attr(name, value)
+
+
+def attrs(**values: Any) -> dict[str, Any]:
+    """Fields of a record as the user attrs of a trial not created yet (``Study.enqueue_trial``)."""
+    return dict(_checked(values))
 
 
 def store(storage: optuna.storages.BaseStorage, trial_id: int, **values: Any) -> None:

@@ -379,7 +379,7 @@ def _component(section: str, raw: Any, registry: dict, default: str, problems: l
     unknown = [k for k in options if k not in accepted]
     problems += [f"{section}.{k}: not an option of {registry[kind].__name__}" for k in unknown]
     # Constructors check few types themselves; a wrong one would fail the first trial, not the load.
-    problems += [f"{section}.{k}: must be {_describe(type(accepted[k].default))} like its default "
+    problems += [f"{section}.{k}: must be {describe_type(type(accepted[k].default))} like its default "
                  f"({accepted[k].default!r}), got {v!r}"
                  for k, v in options.items() if k not in unknown and not _like(v, accepted[k].default)]
     if "seed" in options and (not isinstance(options["seed"], int) or isinstance(options["seed"], bool)):
@@ -452,7 +452,7 @@ def _param(name: str, body: dict, key: str, hp_type: Any, limit: Limit | None, p
         if "value" not in body:
             problems.append(f"{key}: a fixed parameter needs `value`")
         elif not _fits(body["value"], hp_type):
-            problems.append(f"{key}.value: {body['value']!r} is not a valid {name} ({_describe(hp_type)})")
+            problems.append(f"{key}.value: {body['value']!r} is not a valid {name} ({describe_type(hp_type)})")
         else:
             problems += _outside_limit(name, limit, key + ".value", [body["value"]])
         param = Param(name, kind, value=body.get("value"), when=when)
@@ -461,7 +461,7 @@ def _param(name: str, body: dict, key: str, hp_type: Any, limit: Limit | None, p
         if not isinstance(choices, list) or not choices:
             problems.append(f"{key}.choices: must be a non-empty list")
             return None
-        problems += [f"{key}.choices: {c!r} is not a valid {name} ({_describe(hp_type)})"
+        problems += [f"{key}.choices: {c!r} is not a valid {name} ({describe_type(hp_type)})"
                      for c in choices if not _fits(c, hp_type)]
         if len(problems) == before:
             problems += _outside_limit(name, limit, key + ".choices", choices)
@@ -475,7 +475,7 @@ def _range_param(name: str, kind: str, body: dict, key: str, hp_type: Any, limit
                  problems: list[str]) -> Param:
     number = int if kind == "int" else (int, float)
     if hp_type not in (int, float) or (kind == "float" and hp_type is int):
-        problems.append(f"{key}: {name} takes {_describe(hp_type)}, not a {kind} range")
+        problems.append(f"{key}: {name} takes {describe_type(hp_type)}, not a {kind} range")
     low, high, step, log = body.get("low"), body.get("high"), body.get("step"), body.get("log", False)
     before = len(problems)
     for bound, value in (("low", low), ("high", high)):
@@ -533,7 +533,7 @@ def _fits(value: Any, hp_type: Any) -> bool:
     return type(value) is hp_type
 
 
-def _describe(hp_type: Any) -> str:
+def describe_type(hp_type: Any) -> str:
     if typing.get_origin(hp_type) is Literal:
         return "one of " + ", ".join(typing.get_args(hp_type))
     return {bool: "true or false", int: "a whole number", float: "a number"}[hp_type]
