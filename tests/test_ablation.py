@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -15,12 +16,14 @@ from conftest import TINY_SPEC, train_every_epoch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_cli import hpsearch, stored
-from test_tasks import ADDITION_SPEC
+from test_tasks import ADDITION_SPEC, PARITY_SPEC, Parity
 
 from hpsearch.errors import HpsearchError
 from hpsearch.search import lookup
 from hpsearch.studies import record
 from hpsearch.studies.ablation import Design, levels
+from hpsearch.training import TASKS
+from hpsearch.training.task import Epoch
 
 # A known base: the parent's first trial is this configuration.
 BASE = """
@@ -221,3 +224,33 @@ def test_a_design_differs_only_where_trials_are_no_longer_comparable():
     assert "epochs" in dataclasses.replace(design, max_epochs=5).differs(design)
     assert [(r.factor, r.level, r.repeat) for r in design.runs()] == [(None, None, 0), ("cell", "rnn", 0),
                                                                       (None, None, 1), ("cell", "rnn", 1)]
+
+
+class Unstable(Parity):
+    """Parity whose loss turns NaN above a learning rate of 1, as a real model's can."""
+
+    def train_epoch(self, model, data, optimizer, hp, generator) -> Epoch:
+        trained = super().train_epoch(model, data, optimizer, hp, generator)
+        return Epoch({"loss": math.nan}, trained.samples, trained.steps) if hp.lr > 1 else trained
+
+
+def test_a_diverged_level_is_a_result_not_a_trial_to_retry(tmp_path, monkeypatch):
+    TASKS.register("parity", Unstable())
+    try:
+        monkeypatch.setenv("HPSEARCH_WORKDIR", str(tmp_path / "runs"))
+        spec = tmp_path / "parity.toml"
+        spec.write_text(PARITY_SPEC, encoding="utf-8")
+        assert hpsearch("run", "--study", str(spec), "--n-trials", "1", "--quiet", "--no-mlflow")[0] == 0
+        args = ("ablate", "--study", str(spec), "--factor", "lr=10", "--repeats", "2", "--no-mlflow", "--quiet")
+        code, out, err = hpsearch(*args)
+        assert code == 0, err
+        trials = stored(tmp_path / "runs", "parity:ablation").trials
+        diverged = [t for t in trials if t.params.get("lr") == 10]
+        assert [t.state for t in diverged] == [TrialState.FAIL] * 2
+        assert all(record.read(t).fail_reason.startswith("TrainingDiverged") for t in diverged)
+        row = next(line.split() for line in out.splitlines() if line.startswith("10.0 "))
+        assert row[1:3] == ["0", "2"]  # no seed completed, both diverged
+        assert hpsearch(*args)[0] == 0
+        assert len(stored(tmp_path / "runs", "parity:ablation").trials) == len(trials)  # nothing queued again
+    finally:
+        TASKS.unregister("parity")

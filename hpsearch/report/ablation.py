@@ -182,7 +182,7 @@ def _sentence(design: Design, ranked: list[tuple[str, pd.Series]]) -> str:
     (best, top), *rest = ranked
     text = f"{best} is best on {metric} ({_spread(top)})"
     if not rest:
-        return text + "; no other level has a completed trial yet."
+        return text + "; no other level has a completed trial."
     runner, second = rest[0]
     mean, low, high = _interval(top - second)
     if math.isnan(low):
