@@ -89,6 +89,8 @@ def main() -> None:
     hpsearch run --study surnames          search; resumes if the study exists
     hpsearch best --study surnames         the best trial found so far
     hpsearch report --study surnames       importance, Pareto and comparison plots
+    hpsearch ablate --study surnames --factor cell     one factor at a time, paired seeds
+    hpsearch sample --study makenames --language Irish  new surnames from the best model
     hpsearch studies                       built-in specs and stored studies
     """
 
@@ -229,10 +231,10 @@ def report(study_ref, out, data_dir, tracking_uri, no_mlflow, artifacts, workdir
     spec = lookup.load(study_ref)
     workdir_path, url = _locate(workdir, storage)
     folder = Path(out) if out else workdir_path / "reports" / spec.name
-    done = make_report(lookup.require_study(spec.name, url), spec, folder,
-                       checkpoints=_checkpoints(artifacts, workdir_path), data_dir=data_dir,
+    study = lookup.require_study(spec.name, url)
+    done = make_report(study, spec, folder, checkpoints=_checkpoints(artifacts, workdir_path), data_dir=data_dir,
                        tracking_uri=None if no_mlflow else mlflow_tracking_uri(tracking_uri, workdir_path),
-                       ablations=lookup.ablations(spec.name, url))
+                       ablations=lookup.ablations(spec.name, url), judge=lookup.classifier_of(study, url))
     click.echo(f"report: {folder / 'index.html'} ({len(done.files)} files; also report.md)")
     click.echo(f"optuna-dashboard: summary note, {done.dashboard_figures} figures and {done.new_artifacts} new "
                f"artifacts on study '{spec.name}' (hpsearch dashboard)")
@@ -310,6 +312,43 @@ def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
         return
     for row in rows:
         click.echo(trained.task.show(row))
+
+
+@main.command()
+@click.option("--study", "study_ref", required=True, metavar="NAME|FILE.toml",
+              help="a study whose task writes text, such as makenames")
+@click.option("--language", required=True, help="what to write like, e.g. Russian")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="how many")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="below 1: safer, more common spellings; above 1: bolder ones")
+@click.option("--start", default="", help="the first characters of every name")
+@click.option("--seed", type=int, help="the same seed writes the same names [default: a new one each time]")
+@click.option("--classifier", metavar="STUDY", help="a classifying study that checks which language each name reads "
+              "as [default: a stored one trained on the same data, such as surnames]")
+@_artifacts
+@_where
+def sample(study_ref, language, count, temperature, start, seed, classifier, artifacts, workdir, storage):
+    """New names from the best trial's model, and how many of them are new and read as the language asked for.
+
+    \b
+    Example:
+      hpsearch sample --study makenames --language Russian -n 10 --temperature 0.8
+      hpsearch sample --study makenames --language Irish --start "O'" --seed 1
+    """
+    from hpsearch.sampling import write
+    from hpsearch.search import lookup
+
+    workdir_path, url = _locate(workdir, storage)
+    study = lookup.require_study(lookup.study_name(study_ref), url)
+    judge = lookup.require_study(classifier, url) if classifier else lookup.classifier_of(study, url)
+    samples = write(study, _checkpoints(artifacts, workdir_path, create=False), language, count,
+                    temperature=temperature, start=start, seed=seed, judge=judge)
+    for text in samples.texts:
+        click.echo(text)
+    checked = f"; {samples.judge} reads {samples.agreed} as {language}" if samples.judge else \
+        " (no classifier of the same data is stored to check the language; --classifier names one)"
+    click.echo(f"trial {samples.trial}, seed {samples.seed}: {samples.novel} of {len(samples.texts)} are not training "
+               f"names{checked}", err=True)
 
 
 @main.command()

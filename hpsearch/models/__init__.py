@@ -4,5 +4,6 @@ or mlflow."""
 from hpsearch.models.adder import DigitAdder
 from hpsearch.models.classifier import RecurrentClassifier
 from hpsearch.models.encoder import CELLS, recurrent
+from hpsearch.models.namer import NameGenerator
 
-__all__ = ["CELLS", "DigitAdder", "RecurrentClassifier", "recurrent"]
+__all__ = ["CELLS", "DigitAdder", "NameGenerator", "RecurrentClassifier", "recurrent"]

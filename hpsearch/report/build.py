@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from hpsearch import sampling
 from hpsearch.report import analysis, figures
 from hpsearch.report.classes import ClassResults, ModelSource, class_results
 from hpsearch.studies import StudySpec, record
@@ -46,9 +47,9 @@ def _duration(delta: pd.Timedelta) -> str:
 
 
 def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource,
-          controlled: Sequence[Section] = ()) -> list[Section]:
+          controlled: Sequence[Section] = (), judge: optuna.Study | None = None) -> list[Section]:
     """The report's sections; ``controlled`` (the study's ablations) follow the comparison questions they answer
-    better."""
+    better. For a task that writes text, ``judge`` is a classifying study that reads the samples."""
     frame = analysis.trials_frame(study)
     multi = len(study.directions) > 1
     if multi:  # every section below reads the first objective, the validation metric, as "value"
@@ -59,6 +60,8 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
     sections = [_summary(study, frame, spec, metric, multi)]
     if task.has_classes:
         sections.append(_classes(study, spec, data_dir, checkpoints))
+    if task.generates:
+        sections.append(_samples(study, checkpoints, judge))
     return [*sections, _importance(study, metric), _pareto(frame, spec, metric, maximize),
             _comparisons(frame, task, metric, maximize, bool(controlled)), *controlled, _dynamics(study, spec, multi)]
 
@@ -118,6 +121,33 @@ def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpo
                         f"{confused or 'none'}.")
     section.tables.append(("Per class (test split)", per_class.table))
     section.figures.append(figures.confusion(per_class.confusion))
+    return section
+
+
+SAMPLES = 50  # per condition: what the novelty and agreement of the best model's writing are measured on
+SHOWN = 6
+
+
+def _samples(study: optuna.Study, checkpoints: ModelSource, judge: optuna.Study | None) -> Section:
+    section = Section("Samples from the best model")
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        section.text.append("No completed trial yet.")
+        return section
+    best = record.best_trial(study)
+    conditions = checkpoints.load(best).meta["classes"]
+    rows = {}
+    for seed, condition in enumerate(conditions):  # a seed each: one seed would start every language alike
+        written = sampling.write(study, checkpoints, condition, SAMPLES, temperature=1.0, start="", seed=seed,
+                                 judge=judge)
+        rows[condition] = {"examples": ", ".join(written.texts[:SHOWN]), "new": written.novel / SAMPLES,
+                           **({"read as asked": written.agreed / SAMPLES} if judge else {})}
+    table = pd.DataFrame(rows).T.rename_axis("written as")
+    said = (f"{written.judge} reads {table['read as asked'].mean():.0%} as the language asked for"
+            if judge else "no classifier trained on the same data is stored to say which language they read as "
+                          "(run one, e.g. the surnames study, in the same work folder)")
+    section.text.append(f"Trial #{best.number}, {SAMPLES} samples per language at temperature 1 (seeds 0, 1, ...): "
+                        f"{table['new'].mean():.0%} are not training names; {said}. `hpsearch sample` writes more.")
+    section.tables.append(("Samples per language", table))
     return section
 
 

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import optuna
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
 from hpsearch.studies import StudySpec
-from hpsearch.training.checkpoint import Trained
+from hpsearch.training.checkpoint import ModelSource
 from hpsearch.training.classification import evaluate
-
-
-class ModelSource(Protocol):
-    """Where a trial's trained model is found (the study's artifact store)."""
-
-    def load(self, trial: optuna.trial.FrozenTrial) -> Trained: ...
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,12 @@ class Published:
 
 
 def make_report(study: optuna.Study, spec: StudySpec, folder: Path, *, checkpoints: Checkpoints,
-                data_dir: str | None, tracking_uri: str | None, ablations: Sequence[optuna.Study] = ()) -> Published:
+                data_dir: str | None, tracking_uri: str | None, ablations: Sequence[optuna.Study] = (),
+                judge: optuna.Study | None = None) -> Published:
     """Write the report into ``folder`` and publish it; ``tracking_uri`` None leaves MLflow alone. Each of
-    ``ablations`` (studies of `hpsearch ablate` on this one) adds a section."""
+    ``ablations`` (studies of `hpsearch ablate` on this one) adds a section; ``judge`` reads generated text."""
     ensure_folder(folder, "--out")
-    sections = build.build(study, spec, data_dir, checkpoints, [ablation.section(a) for a in ablations])
+    sections = build.build(study, spec, data_dir, checkpoints, [ablation.section(a) for a in ablations], judge)
     files = write.write(sections, f"Study '{spec.name}': {spec.description or spec.task}", folder)
     figures = to_dashboard(study, sections, folder)
     artifacts = attach_results(study, checkpoints.store, folder)

@@ -43,6 +43,22 @@ def require_study(name: str, storage_url: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def classifier_of(study: optuna.Study, storage_url: str) -> optuna.Study | None:
+    """A stored study of a classifying task trained on the same data as ``study`` (its data fingerprint), with a
+    completed trial: it can tell which class a text ``study``'s model wrote reads as. None when there is none."""
+    fingerprint = study.user_attrs.get("data", {}).get("fingerprint")
+    storage = open_storage(storage_url, create=False)
+    for summary in sorted(optuna.get_all_study_summaries(storage, include_best_trial=True),
+                          key=lambda s: s.study_name):
+        attrs = summary.user_attrs
+        task = attrs.get("task")
+        if (summary.study_name != study.study_name and summary.best_trial is not None and fingerprint
+                and attrs.get("data", {}).get("fingerprint") == fingerprint and task in TASKS
+                and TASKS[task].has_classes):
+            return optuna.load_study(study_name=summary.study_name, storage=storage)
+    return None
+
+
 def ablations(parent: str, storage_url: str) -> list[optuna.Study]:
     """The ablation studies of a stored study (`hpsearch ablate`), by name."""
     storage = open_storage(storage_url, create=False)

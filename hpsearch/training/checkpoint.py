@@ -8,7 +8,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from hpsearch.errors import HpsearchError
 from hpsearch.studies import Hyperparams
 from hpsearch.training.registry import TASKS
 from hpsearch.training.task import Task
+
+if TYPE_CHECKING:  # training/ is plain torch: a trial is only a type here
+    from optuna.trial import FrozenTrial
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class Trained:
         if not queries:
             raise HpsearchError("nothing to predict: give the input as arguments, or one per line on stdin")
         return self.task.predict(self.model, self.meta, queries, top_k)
+
+
+class ModelSource(Protocol):
+    """Where a trial's trained model is found (the study's artifact store: search/artifacts.Checkpoints)."""
+
+    def load(self, trial: FrozenTrial) -> Trained: ...
 
 
 def to_bytes(task: Task, hp: Hyperparams, meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> bytes:

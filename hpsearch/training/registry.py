@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 _BUILTIN = {
     "surnames": "hpsearch.training.surnames:Surnames",
     "addition": "hpsearch.training.addition:Addition",
+    "makenames": "hpsearch.training.makenames:Makenames",
 }
 ENTRY_POINTS = "hpsearch.tasks"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hpsearch.datasets import DataOptions
+from hpsearch.errors import HpsearchError
 from hpsearch.studies.spec import Hyperparams, Param
 
 Direction = Literal["maximize", "minimize"]
@@ -83,6 +84,7 @@ class Task(ABC):
     hyperparams: ClassVar[type[Hyperparams]] = Hyperparams  # a subclass adds the task's own parameters
     questions: ClassVar[tuple[Question, ...]] = QUESTIONS
     has_classes: ClassVar[bool] = False  # per-class results in the report (``class_results``)
+    generates: ClassVar[bool] = False  # its models write text (``generate``): `hpsearch sample`, the report's samples
     # Bytes that training the largest model of the task's built-in spaces adds to a worker that has loaded
     # torch, MLflow and the data: --n-jobs is refused when the workers would not fit in memory. Measure it.
     training_memory: ClassVar[int]
@@ -149,6 +151,18 @@ class Task(ABC):
     @abstractmethod
     def answer(self, row: Mapping[str, Any]) -> Any:
         """The prediction alone, for a served model: a row of ``predict`` as one JSON value."""
+
+    # -- generation: a task whose models write text (makenames) -------------------------------------------
+    def generate(self, model: nn.Module, meta: Mapping[str, Any], condition: str, n: int, *, temperature: float,
+                 start: str, generator: torch.Generator) -> list[str]:
+        """``n`` new texts written under ``condition`` (a language), each beginning with ``start``; raises
+        HpsearchError for a condition or start the model cannot take."""
+        raise HpsearchError(f"task {self.name} does not write text; `hpsearch sample` takes a study of a task "
+                            "that does, such as makenames")
+
+    def seen(self, meta: Mapping[str, Any]) -> Collection[str]:
+        """The training texts, which a generated text must differ from to be new."""
+        return ()
 
     def hyperparams_of(self, stored: Mapping[str, Any]) -> Hyperparams:
         """A stored configuration; fields added since it was stored keep their defaults."""
