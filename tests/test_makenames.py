@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import TINY_SPEC
 from test_cli import hpsearch, stored
 
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
+from hpsearch.training import serving
 
 SPEC = """
 name = "mk"
@@ -89,6 +91,9 @@ def test_a_conditioned_model_writes_each_languages_pattern(written, env, tmp_pat
     assert code == 0, err
     assert out.splitlines()[0].startswith("Petrov: nats per character if written in Alpha")
     assert out.splitlines()[1].startswith("McAllen: nats per character if written in Beta")
+    # As MLflow serves it: a name per row, the language most likely to write it.
+    served = serving._load_pyfunc(str(env / "artifacts" / best.checkpoint_artifact))
+    assert served.predict(pd.DataFrame({"name": ["Petrov", "McAllen"]})) == ["Alpha", "Beta"]
 
 
 @pytest.mark.parametrize("args, message", [
