@@ -50,7 +50,7 @@ def test_a_conditioned_model_writes_each_languages_pattern(written, env, tmp_pat
     best = record.read(study.best_trial)
     # Uniform guessing over the 59 symbols costs ln(59) = 4.1 nats a character; the patterns are easy.
     assert best.results["val_nll"] < 2.2 and best.results["val_perplexity"] < 9
-    assert {f"test_nll_{language}" for language in ("Alpha", "Beta", "Gamma")} <= best.results.keys()
+    assert {f"nll_{language}" for language in ("Alpha", "Beta", "Gamma")} <= best.results.keys()
     assert 0 <= best.results["novel_fraction"] <= 1
 
     code, out, err = hpsearch("sample", "--study", str(written), "--language", "Beta", "-n", "20", "--seed", "3",

@@ -43,7 +43,7 @@ class Makenames(Task):
     # loss is the same number. Perplexity is exp(nll): how many characters the model hesitates between.
     metrics = (Metric("nll", "minimize"), Metric("perplexity", "minimize"))
     objective = "val_nll"
-    results = (Metric("novel_fraction", "maximize"),)  # and test_nll_<language>, one per language
+    results = (Metric("novel_fraction", "maximize"),)  # and nll_<language>: the test split's, per language
     data_options = Fractions
     hyperparams = NameHyperparams
     generates = True
@@ -117,8 +117,8 @@ class Makenames(Task):
         test = data.test
         summed = self._per_name(model, test)
         languages = test.languages.cpu()
-        per_language = {f"test_nll_{language}": (summed[languages == i].sum() / test.lengths[languages == i].sum()).item()
-                        for i, language in enumerate(data.classes) if (languages == i).any()}
+        per_language = {f"nll_{language}": (summed[mine].sum() / test.lengths[mine].sum()).item()
+                        for i, language in enumerate(data.classes) if (mine := languages == i).any()}
         meta = self.describe(data)
         written = [name for i, language in enumerate(data.classes) for name in
                    self.generate(model, meta, language, SAMPLES_PER_LANGUAGE, temperature=1.0, start="",
