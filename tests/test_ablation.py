@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY_SPEC, train_every_epoch
+from conftest import TINY_SPEC, train_every_epoch, write_names
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_cli import hpsearch, stored
@@ -254,3 +254,12 @@ def test_a_diverged_level_is_a_result_not_a_trial_to_retry(tmp_path, monkeypatch
         assert len(stored(tmp_path / "runs", "parity:ablation").trials) == len(trials)  # nothing queued again
     finally:
         TASKS.unregister("parity")
+
+
+def test_an_ablation_on_other_data_than_its_parents_is_refused(parent, env, tmp_path):
+    other = write_names(tmp_path / "other", seed=7)
+    code, _, err = hpsearch("ablate", "--study", str(parent), "--factor", "cell", "--data-dir", str(other),
+                            "--no-mlflow")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "study 'tiny' trained on other data, so its trial cannot be ablated here: the data found now" in err
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{env / 'optuna.db'}")] == ["tiny"]
