@@ -335,20 +335,22 @@ def sample(study_ref, language, count, temperature, start, seed, classifier, art
       hpsearch sample --study makenames --language Russian -n 10 --temperature 0.8
       hpsearch sample --study makenames --language Irish --start "O'" --seed 1
     """
-    from hpsearch.sampling import write
+    from hpsearch.sampling import BestModel, write
     from hpsearch.search import lookup
 
     workdir_path, url = _locate(workdir, storage)
     study = lookup.require_study(lookup.study_name(study_ref), url)
     judge = lookup.require_study(classifier, url) if classifier else lookup.classifier_of(study, url)
-    samples = write(study, _checkpoints(artifacts, workdir_path, create=False), language, count,
-                    temperature=temperature, start=start, seed=seed, judge=judge)
+    models = _checkpoints(artifacts, workdir_path, create=False)
+    writer = BestModel.of(study, models)
+    reader = BestModel.of(judge, models) if judge else None
+    samples = write(writer, language, count, temperature=temperature, start=start, seed=seed, reader=reader)
     for text in samples.texts:
         click.echo(text)
-    checked = f"; {samples.judge} reads {samples.agreed} as {language}" if samples.judge else \
+    checked = f"; {reader.name} reads {samples.agreed} as {language}" if reader else \
         " (no classifier of the same data is stored to check the language; --classifier names one)"
-    click.echo(f"trial {samples.trial}, seed {samples.seed}: {samples.novel} of {len(samples.texts)} are not training "
-               f"names{checked}", err=True)
+    click.echo(f"trial {writer.trial}, seed {samples.seed}: {samples.novel} of {len(samples.texts)} are not "
+               f"training names{checked}", err=True)
 
 
 @main.command()

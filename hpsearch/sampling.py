@@ -11,32 +11,40 @@ import optuna
 import torch
 
 from hpsearch.studies.record import best_trial
-from hpsearch.training.checkpoint import ModelSource
+from hpsearch.training.checkpoint import ModelSource, Trained
+
+
+@dataclass(frozen=True)
+class BestModel:
+    """A study's best trial, loaded: what writes the texts, or what reads them."""
+
+    name: str  # "study 'surnames', trial 0"
+    trial: int
+    trained: Trained
+
+    @classmethod
+    def of(cls, study: optuna.Study, models: ModelSource) -> BestModel:
+        trial = best_trial(study)
+        return cls(f"study '{study.study_name}', trial {trial.number}", trial.number, models.load(trial))
 
 
 @dataclass(frozen=True)
 class Samples:
     texts: list[str]
-    trial: int  # of the writing study
     seed: int  # that writes the same texts again
     novel: int  # how many are not training texts
-    judge: str | None = None  # "study 'surnames', trial 0": the classifier that read them
-    agreed: int | None = None  # how many it read as the condition asked for
+    agreed: int | None = None  # how many the reader read as the condition asked for
 
 
-def write(study: optuna.Study, models: ModelSource, condition: str, n: int, *, temperature: float, start: str,
-          seed: int | None, judge: optuna.Study | None) -> Samples:
-    trial = best_trial(study)
-    writer = models.load(trial)
+def write(writer: BestModel, condition: str, n: int, *, temperature: float, start: str, seed: int | None,
+          reader: BestModel | None = None) -> Samples:
+    trained = writer.trained
     seed = secrets.randbits(31) if seed is None else seed
-    texts = writer.task.generate(writer.model, writer.meta, condition, n, temperature=temperature, start=start,
-                                 generator=torch.Generator().manual_seed(seed))
-    seen = writer.task.seen(writer.meta)
-    samples = Samples(texts, trial.number, seed, sum(text not in seen for text in texts))
-    if judge is None:
+    texts = trained.task.generate(trained.model, trained.meta, condition, n, temperature=temperature, start=start,
+                                  generator=torch.Generator().manual_seed(seed))
+    seen = trained.task.seen(trained.meta)
+    samples = Samples(texts, seed, sum(text not in seen for text in texts))
+    if reader is None:
         return samples
-    judged = best_trial(judge)
-    reader = models.load(judged)
-    answers = [reader.task.answer(row) for row in reader.predict(texts, (), top_k=1)]
-    return dataclasses.replace(samples, judge=f"study '{judge.study_name}', trial {judged.number}",
-                               agreed=sum(answer == condition for answer in answers))
+    answers = [reader.trained.task.answer(row) for row in reader.trained.predict(texts, (), top_k=1)]
+    return dataclasses.replace(samples, agreed=sum(answer == condition for answer in answers))

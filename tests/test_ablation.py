@@ -70,6 +70,7 @@ def test_levels_follow_the_space_around_the_base():
                                "base trial does not"),
             ("colour", None, "--factor colour: not a parameter of task surnames (known: cell,"),
             ("lr", ("fast",), "--factor lr: 'fast' is not a valid lr (a number)"),
+            ("cell", (), "--factor cell=: no level after '='"),
             ("lr", ("0",), "--factor lr: 0.0 is not a possible lr (must be > 0)"),
             ("cell", ("gru", "transformer"), "--factor cell: 'transformer' is not a valid cell (one of rnn, gru, "
                                              "lstm)"),

@@ -133,19 +133,18 @@ def _samples(study: optuna.Study, checkpoints: ModelSource, judge: optuna.Study 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         section.text.append("No completed trial yet.")
         return section
-    best = record.best_trial(study)
-    conditions = checkpoints.load(best).meta["classes"]
+    writer = sampling.BestModel.of(study, checkpoints)
+    reader = sampling.BestModel.of(judge, checkpoints) if judge else None
     rows = {}
-    for seed, condition in enumerate(conditions):  # a seed each: one seed would start every language alike
-        written = sampling.write(study, checkpoints, condition, SAMPLES, temperature=1.0, start="", seed=seed,
-                                 judge=judge)
+    for seed, condition in enumerate(writer.trained.meta["classes"]):  # one seed would start every language alike
+        written = sampling.write(writer, condition, SAMPLES, temperature=1.0, start="", seed=seed, reader=reader)
         rows[condition] = {"examples": ", ".join(written.texts[:SHOWN]), "new": written.novel / SAMPLES,
-                           **({"read as asked": written.agreed / SAMPLES} if judge else {})}
+                           **({"read as asked": written.agreed / SAMPLES} if reader else {})}
     table = pd.DataFrame(rows).T.rename_axis("written as")
-    said = (f"{written.judge} reads {table['read as asked'].mean():.0%} as the language asked for"
-            if judge else "no classifier trained on the same data is stored to say which language they read as "
-                          "(run one, e.g. the surnames study, in the same work folder)")
-    section.text.append(f"Trial #{best.number}, {SAMPLES} samples per language at temperature 1 (seeds 0, 1, ...): "
+    said = (f"{reader.name} reads {table['read as asked'].mean():.0%} as the language asked for" if reader
+            else "no classifier trained on the same data is stored to say which language they read as (run one, "
+                 "e.g. the surnames study, in the same work folder)")
+    section.text.append(f"Trial #{writer.trial}, {SAMPLES} samples per language at temperature 1 (seeds 0, 1, ...): "
                         f"{table['new'].mean():.0%} are not training names; {said}. `hpsearch sample` writes more.")
     section.tables.append(("Samples per language", table))
     return section

@@ -111,6 +111,8 @@ def levels(name: str, given: Sequence[str] | None, spec: StudySpec, base: dict[s
         raise HpsearchError(f"--factor {name}: the spec uses it only when {_conditions(param)}, and the base trial "
                             "does not; pick a base trial that uses it with --base N")
     kind, value = hints[name], base[name]
+    if given == ():
+        raise HpsearchError(f"--factor {name}=: no level after '='; give them as --factor {name}=V1,V2 or drop '='")
     if given is not None:
         chosen = [_parse(name, text, kind) for text in given]
     elif param is not None and param.kind == "categorical":
