@@ -23,6 +23,7 @@ from hpsearch.studies import record
 from hpsearch.studies.ablation import ABLATION_ATTR, Design
 
 COSTS = ("epoch_seconds", "samples_per_second")
+PLAN = ("factor", "level", "repeat", "trial", "state", "diverged")  # a row's columns besides what it recorded
 
 
 def frame(study: optuna.Study, design: Design) -> pd.DataFrame:
@@ -35,10 +36,10 @@ def frame(study: optuna.Study, design: Design) -> pd.DataFrame:
         if stored.ablation is None:
             continue
         rows.append({**stored.ablation, "trial": trial.number, "state": trial.state.name,
-                     "fail_reason": stored.fail_reason,
+                     "diverged": stored.diverged,
                      **{k: v for k, v in stored.results.items() if k in losses}, **stored.scores(),
                      **{cost: getattr(stored, cost) for cost in COSTS}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=PLAN)
 
 
 @dataclass
@@ -60,10 +61,17 @@ class Factor:
         return f"{self.name}: {self.sentence}\n{table.fillna('').to_string()}"
 
 
+def _read(study: optuna.Study) -> tuple[Design, pd.DataFrame]:
+    design = Design.from_attr(study.user_attrs[ABLATION_ATTR])
+    return design, frame(study, design)
+
+
 def analyse(study: optuna.Study) -> list[Factor]:
     """Every factor of the study's stored design, in the order it was given."""
-    design = Design.from_attr(study.user_attrs[ABLATION_ATTR])
-    trials = frame(study, design)
+    return _factors(*_read(study))
+
+
+def _factors(design: Design, trials: pd.DataFrame) -> list[Factor]:
     return [_factor(design, trials, name, levels) for name, levels in design.factors.items()]
 
 
@@ -74,18 +82,15 @@ def _of_level(design: Design, trials: pd.DataFrame, name: str, level: object) ->
     return (trials["factor"] == name) & trials["level"].map(lambda v: v == level and type(v) is type(level))
 
 
-def _values(design: Design, trials: pd.DataFrame, name: str, level: object) -> pd.DataFrame:
-    """The completed trials of one level, indexed by repeat."""
-    if trials.empty:
-        return pd.DataFrame()
-    done = trials[_of_level(design, trials, name, level) & (trials["state"] == "COMPLETE")]
+def _values(trials: pd.DataFrame, mine: pd.Series) -> pd.DataFrame:
+    """The completed trials of one level (``mine``), indexed by repeat."""
+    done = trials[mine & (trials["state"] == "COMPLETE")]
     return done.drop_duplicates("repeat").set_index("repeat")
 
 
 def _metrics(design: Design, trials: pd.DataFrame) -> list[str]:
     """The ranking metric first, then the task's other metrics and results, then the costs."""
-    named = [c for c in trials.columns if c not in ("factor", "level", "repeat", "trial", "state", "fail_reason",
-                                                     *COSTS)]
+    named = [c for c in trials.columns if c not in (*PLAN, *COSTS)]
     first = [design.rank_by] if design.rank_by in named else []
     return [*first, *[m for m in named if m != design.rank_by], *COSTS]
 
@@ -101,13 +106,15 @@ def _interval(differences: pd.Series) -> tuple[float, float, float]:
 
 def _factor(design: Design, trials: pd.DataFrame, name: str, levels: tuple) -> Factor:
     base = design.base[name]
-    per_level = {_level_label(name, v, base): _values(design, trials, name, v) for v in levels}
     metrics = [m for m in _metrics(design, trials) if m in trials]
+    per_level, summary, against = {}, {}, {}
+    for level in levels:
+        shown = _level_label(name, level, base)
+        mine = _of_level(design, trials, name, level)
+        per_level[shown] = values = _values(trials, mine)
+        summary[shown] = {"seeds": len(values), **_incomplete(trials, mine), **{m: _mean_sd(values, m) for m in metrics}}
     base_values = per_level[_level_label(name, base, base)]
-    summary, against = {}, {}
-    for level, (shown, values) in zip(levels, per_level.items(), strict=True):
-        summary[shown] = {"seeds": len(values), **_incomplete(design, trials, name, level),
-                          **{m: _mean_sd(values, m) for m in metrics}}
+    for shown, values in per_level.items():
         if values is not base_values:
             against[shown] = {m: _difference(values, base_values, m) for m in metrics}
     table = pd.DataFrame(summary).T.rename_axis(name)
@@ -119,13 +126,10 @@ def _factor(design: Design, trials: pd.DataFrame, name: str, levels: tuple) -> F
                   _figure(design, name, per_level))
 
 
-def _incomplete(design: Design, trials: pd.DataFrame, name: str, level: object) -> dict[str, int]:
-    """Trials of the level that did not complete: diverged (a result) or failed (to be run again)."""
-    if trials.empty:
-        return {}
-    mine = _of_level(design, trials, name, level)
+def _incomplete(trials: pd.DataFrame, mine: pd.Series) -> dict[str, int]:
+    """Trials of the level (``mine``) that did not complete: diverged (a result) or failed (to be run again)."""
     failed = trials[mine & (trials["state"] == "FAIL")]
-    diverged = failed["fail_reason"].fillna("").str.startswith("TrainingDiverged")
+    diverged = failed["diverged"].astype(bool)
     # A failed trial queued again and completed since is not missing any more.
     done = set(trials[mine & (trials["state"] == "COMPLETE")]["repeat"])
     failed_now = failed[~diverged & ~failed["repeat"].isin(done)]["repeat"].nunique()
@@ -232,16 +236,15 @@ def _figure(design: Design, name: str, per_level: dict[str, pd.DataFrame]) -> fi
 
 def section(study: optuna.Study) -> Section:
     """The report's section for one ablation study of the parent."""
-    design = Design.from_attr(study.user_attrs[ABLATION_ATTR])
-    trials = frame(study, design)
-    done = int((trials["state"] == "COMPLETE").sum()) if not trials.empty else 0
+    design, trials = _read(study)
+    done = int((trials["state"] == "COMPLETE").sum())
     part = Section(f"Controlled comparisons: ablation '{study.study_name}'")
     part.text.append(f"Trial #{design.base_trial}'s configuration, varied one factor at a time with everything else "
                      f"fixed; every level trained {design.max_epochs} epochs without pruning, with the same "
                      f"{design.repeats} seeds, so levels are compared seed by seed. {done} trials completed. "
                      f"Levels are ranked by {design.rank_by}; a lead counts when the 95% interval of the paired "
                      "differences excludes 0.")
-    for factor in analyse(study):
+    for factor in _factors(design, trials):
         sub = Section(f"Ablation: {factor.name}")
         sub.text.append(f"{factor.name}: {factor.sentence}")
         sub.tables.append((f"{factor.name}: mean ± sd over seeds", factor.summary))

@@ -61,7 +61,7 @@ class Ablation:
         trials = [(t, record.read(t)) for t in study.get_trials(deepcopy=False)]
         tried = {_key(Run(**r.ablation).params) for _, r in trials if r.ablation}
         settled = {_key(Run(**r.ablation).params) for t, r in trials if r.ablation and
-                   (t.state in _SETTLED or (r.fail_reason or "").startswith("TrainingDiverged"))}
+                   (t.state in _SETTLED or r.diverged)}
         runs = self.design.runs()
         for run in runs:
             key = _key(run.params)

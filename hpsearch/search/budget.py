@@ -89,10 +89,11 @@ class FailureStreak:
         self.last = ""  # why this worker's last failed trial failed, whatever the cause
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        reason = record.read(trial).fail_reason or ""
+        stored = record.read(trial)
+        reason = stored.fail_reason or ""
         if trial.state == TrialState.FAIL:
             self.last = reason
-        if trial.state != TrialState.FAIL or reason.startswith(("TrainingDiverged", "not run")):
+        if trial.state != TrialState.FAIL or stored.diverged or reason.startswith("not run"):
             self.reasons.clear()
             return
         self.reasons.append(reason)

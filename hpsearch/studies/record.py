@@ -39,6 +39,11 @@ class TrialRecord:
     fail_reason: str | None = None  # Optuna keeps none for a failed trial
     ablation: dict[str, Any] | None = None  # an ablation's trial: its factor, level and repeat (studies/ablation.py)
 
+    @property
+    def diverged(self) -> bool:
+        """Failed because its loss stopped being a number: an outcome of its configuration, not an accident."""
+        return (self.fail_reason or "").startswith("TrainingDiverged")
+
     def scores(self, prefix: str = "") -> dict[str, Any]:
         """The results whose names start with ``prefix``, without the losses: what a reader compares."""
         return {k: v for k, v in self.results.items() if k.startswith(prefix) and not k.endswith("_loss")}
