@@ -161,14 +161,15 @@ class _Recurrent(nn.Module):
 def _run_forward(step: Step, projected: Tensor, state: State, sizes: list[int], w_hh: Tensor,
                  b_hh: Tensor | None) -> tuple[Tensor, State]:
     """One direction, oldest step first. Returns the packed outputs and every sequence's final state."""
-    outputs, ended, offset = [], [], 0
-    for size in sizes:
+    outputs, ended = [], []
+    # One split, not a slice per step: a slice's gradient is a zero tensor of the whole input, which made
+    # the backward pass quadratic in the sequence length (40x slower than torch.nn at 512 steps).
+    for size, x in zip(sizes, projected.split(sizes), strict=True):
         if size < state[0].shape[0]:  # the shortest sequences (the last rows) have ended: keep their state
             ended.append(tuple(tensor[size:] for tensor in state))
             state = tuple(tensor[:size] for tensor in state)
-        state = step(projected[offset:offset + size], state, w_hh, b_hh)
+        state = step(x, state, w_hh, b_hh)
         outputs.append(state[0])
-        offset += size
     ended.append(state)
     return torch.cat(outputs), tuple(torch.cat(tensors) for tensors in zip(*ended[::-1], strict=True))
 
@@ -176,13 +177,12 @@ def _run_forward(step: Step, projected: Tensor, state: State, sizes: list[int], 
 def _run_backward(step: Step, projected: Tensor, initial: State, sizes: list[int], w_hh: Tensor,
                   b_hh: Tensor | None) -> tuple[Tensor, State]:
     """One direction, newest step first: a sequence's state starts at its own last element."""
-    outputs, offset = [], projected.shape[0]
+    outputs = []
     state = tuple(tensor[:0] for tensor in initial)
-    for size in reversed(sizes):
-        offset -= size
+    for size, x in zip(reversed(sizes), reversed(projected.split(sizes)), strict=True):
         if size > state[0].shape[0]:  # sequences whose last element is this step start here
             state = tuple(torch.cat([now, start[now.shape[0]:size]]) for now, start in zip(state, initial, strict=True))
-        state = step(projected[offset:offset + size], state, w_hh, b_hh)
+        state = step(x, state, w_hh, b_hh)
         outputs.append(state[0])
     return torch.cat(outputs[::-1]), state
 
