@@ -52,6 +52,16 @@ def shuffled_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Ge
         yield batches[i]
 
 
-def ordered_batches(lengths: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
-    """Deterministic length-sorted batches, for evaluation."""
-    return torch.argsort(lengths, stable=True).split(batch_size)
+def ordered_batches(lengths: torch.Tensor, batch_size: int, max_tokens: int = 0) -> list[torch.Tensor]:
+    """Deterministic length-sorted batches, for evaluation: at most ``batch_size`` sequences each and, with
+    ``max_tokens``, at most that many padded tokens (a single longer sequence is a batch of its own)."""
+    order = torch.argsort(lengths, stable=True)
+    if not max_tokens:
+        return list(order.split(batch_size))
+    sizes, rows = [], 0
+    for length in lengths[order].tolist():  # ascending: the newest row is the batch's longest
+        if rows and (rows == batch_size or (rows + 1) * length > max_tokens):
+            sizes.append(rows)
+            rows = 0
+        rows += 1
+    return list(order.split([*sizes, rows]))

@@ -1,21 +1,42 @@
-"""Sequence classification, shared by the tasks that label a token sequence (surnames; IMDB later): class
-weights, one epoch over length buckets, evaluation, and top-k prediction from raw text."""
+"""Sequence classification, shared by the tasks that label a token sequence (surnames, IMDB): the classifier's
+parameters, class weights, one epoch over length buckets, evaluation, and top-k prediction from raw text."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
 
-from hpsearch.datasets.batching import Split, ordered_batches, shuffled_batches, tensorise
+from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise
 from hpsearch.models import RecurrentClassifier
 from hpsearch.studies import Hyperparams
+from hpsearch.studies.spec import Limit
 from hpsearch.training.task import Epoch, Metric, Task
 
 EVAL_BATCH = 1024
+EVAL_TOKENS = 1 << 16  # and at most this many padded tokens: long reviews would otherwise need gigabytes
+
+
+@dataclass(frozen=True)
+class ClassifierHyperparams(Hyperparams):
+    pooling: Literal["last", "mean", "max"] = "last"  # what the head reads: the final state, or all outputs pooled
+    head_size: int = 0  # a hidden ReLU layer of this width before the output; 0: a linear head
+
+    limits: ClassVar = {**Hyperparams.limits, "head_size": Limit(0)}
+
+
+class LabelledSplit(Protocol):
+    """A split of labelled token sequences: surnames' padded ``Split``, IMDB's ragged ``Reviews``."""
+
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 class LabelledData(Protocol):
@@ -23,7 +44,7 @@ class LabelledData(Protocol):
     vocab_size: int
     fingerprint: str
 
-    def split(self, name: str) -> Split: ...
+    def split(self, name: str) -> LabelledSplit: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +62,7 @@ def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> tor
     return weights * len(labels) / (weights * counts).sum()
 
 
-def train_epoch(model: nn.Module, data: Split, batches: Iterable[torch.Tensor], optimizer: torch.optim.Optimizer,
+def train_epoch(model: nn.Module, data: LabelledSplit, batches: Iterable[torch.Tensor], optimizer: torch.optim.Optimizer,
                 grad_clip: float, weights: torch.Tensor) -> Epoch:
     """Mean training loss (class-weighted) and accuracy over one pass of ``data`` in index ``batches``."""
     model.train()
@@ -65,11 +86,11 @@ def train_epoch(model: nn.Module, data: Split, batches: Iterable[torch.Tensor], 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, num_classes: int) -> Evaluation:
+def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluation:
     model.eval()
     predictions = torch.empty_like(data.labels)
     total_loss = torch.zeros((), device=data.labels.device)
-    for index in ordered_batches(data.lengths, EVAL_BATCH):
+    for index in ordered_batches(data.lengths, EVAL_BATCH, EVAL_TOKENS):
         tokens, lengths, labels = data.batch(index)
         logits = model(tokens, lengths)
         total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum")
@@ -91,8 +112,11 @@ class SequenceClassification(Task):
     subject: ClassVar[str] = "input"  # what an input is called in a prediction row ("name")
     label: ClassVar[str] = "class"  # and what a class is called ("language")
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each raw text; an empty list for a text the vocabulary has nothing of."""
+    hyperparams = ClassifierHyperparams
+
+    def encode(self, texts: Sequence[str], meta: Mapping[str, Any]) -> list[list[int]]:
+        """Token ids of each raw text, for the model ``meta`` describes; an empty list for a text the vocabulary
+        has nothing of."""
         raise NotImplementedError
 
     def unreadable(self, text: str) -> str:
@@ -102,11 +126,15 @@ class SequenceClassification(Task):
     def describe(self, data: LabelledData) -> dict[str, Any]:
         return {"classes": list(data.classes), "vocab_size": data.vocab_size}
 
-    def restore(self, hp: Hyperparams, meta: Mapping[str, Any]) -> nn.Module:
-        model = RecurrentClassifier(meta["vocab_size"], len(meta["classes"]), cell=hp.cell,
-                                    embedding_dim=hp.embedding_dim, hidden_size=hp.hidden_size,
-                                    num_layers=hp.num_layers, bidirectional=hp.bidirectional, dropout=hp.dropout,
-                                    nonlinearity=hp.nonlinearity, implementation=hp.implementation)
+    def model_options(self, hp: ClassifierHyperparams) -> dict[str, Any]:
+        """RecurrentClassifier's keyword arguments for ``hp``."""
+        return {"cell": hp.cell, "embedding_dim": hp.embedding_dim, "hidden_size": hp.hidden_size,
+                "num_layers": hp.num_layers, "bidirectional": hp.bidirectional, "dropout": hp.dropout,
+                "nonlinearity": hp.nonlinearity, "implementation": hp.implementation, "pooling": hp.pooling,
+                "head_size": hp.head_size}
+
+    def restore(self, hp: ClassifierHyperparams, meta: Mapping[str, Any]) -> nn.Module:
+        model = RecurrentClassifier(meta["vocab_size"], len(meta["classes"]), **self.model_options(hp))
         model.classes = tuple(meta["classes"])  # travels with a pickled model, so it can name its predictions
         return model
 
@@ -124,24 +152,29 @@ class SequenceClassification(Task):
     def predict(self, model: nn.Module, meta: Mapping[str, Any], queries: Sequence[str],
                 top_k: int) -> list[dict[str, Any]]:
         rows = []
-        for text, top in zip(queries, self.classify(model, queries, top_k), strict=True):
+        for text, top in zip(queries, self.classify(model, queries, top_k, meta), strict=True):
             rows.append({self.subject: text, "predictions": [{self.label: c, "probability": p} for c, p in top],
                          **({} if top else {"error": self.unreadable(text)})})
         return rows
 
     @torch.no_grad()
-    def classify(self, model: nn.Module, texts: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
+    def classify(self, model: nn.Module, texts: Sequence[str], top_k: int = 3,
+                 meta: Mapping[str, Any] | None = None) -> list[list[tuple[str, float]]]:
         """The ``top_k`` (class, probability) pairs for each text, most likely first; [] for an unreadable one.
 
-        ``model`` carries its class names in ``model.classes``: a checkpoint's, or one MLflow loaded.
+        ``model`` carries its class names in ``model.classes``: a checkpoint's, or one MLflow loaded; ``meta``
+        is its checkpoint's, for a task whose vocabulary is learnt from the data.
         """
-        encoded = self.encode(texts)
+        encoded = self.encode(texts, meta or {})
         keep = [i for i, seq in enumerate(encoded) if seq]
         results: list[list[tuple[str, float]]] = [[] for _ in texts]
         if keep:
             split = tensorise([encoded[i] for i in keep], [0] * len(keep))
             device = next(model.parameters()).device
-            probabilities = model.eval()(split.tokens.to(device), split.lengths).softmax(-1).cpu()
+            probabilities = torch.empty(len(keep), len(model.classes))
+            for index in ordered_batches(split.lengths, EVAL_BATCH, EVAL_TOKENS):
+                tokens, lengths, _ = split.batch(index)
+                probabilities[index] = model.eval()(tokens.to(device), lengths).softmax(-1).cpu()
             best = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
             for row, i in enumerate(keep):
                 ranked = zip(best.values[row].tolist(), best.indices[row].tolist(), strict=True)

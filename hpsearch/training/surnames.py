@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -23,7 +24,7 @@ class Surnames(SequenceClassification):
         return surnames.load(root, val_fraction=options.val_fraction, test_fraction=options.test_fraction,
                              split_seed=options.split_seed)
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode(self, texts: Sequence[str], meta: Mapping[str, Any]) -> list[list[int]]:
         return surnames.encode(texts)  # folded to ASCII exactly as in training
 
     def unreadable(self, text: str) -> str:
