@@ -139,7 +139,7 @@ def bad_files(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: addition, addition-100, makenames,"),
+    (["run", "--study", "nosuch"], "unknown study 'nosuch'; built-in studies: addition, addition-100, imdb,"),
     (["run", "--study", "broken.toml"], "broken.toml: not valid TOML: Illegal character '\\n' (at line 2"),
     (["run", "--study", "inverted.toml"], "inverted.toml: space.hidden_size: low (16) is greater than high (8)"),
     (["run", "--study", "tiny.toml", "--storage", "not a url"], "the storage URL is not an SQLAlchemy URL"),

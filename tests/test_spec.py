@@ -44,7 +44,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     assert found == [
         "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
         "name, prune_on, pruner, sampler, space, task)",
-        "task: unknown task 'poetry' (known: addition, makenames, surnames)",
+        "task: unknown task 'poetry' (known: addition, imdb, makenames, surnames)",
         "space.hidden_size: low (64) is greater than high (32)",
         "space.lr: log scale needs low > 0, got 0.0",
         "space.cell.choices: must be a non-empty list",
@@ -118,7 +118,7 @@ def test_malformed_toml_names_file_and_line(tmp_path):
 
 
 def test_unknown_study_name_lists_builtins():
-    with pytest.raises(SpecError, match="unknown study 'surname'; built-in studies: addition, addition-100, makenames, surnames"):
+    with pytest.raises(SpecError, match="unknown study 'surname'; built-in studies: addition, addition-100, imdb, makenames, surnames"):
         load_spec("surname", TASKS)
 
 

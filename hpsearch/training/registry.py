@@ -20,6 +20,7 @@ _BUILTIN = {
     "surnames": "hpsearch.training.surnames:Surnames",
     "addition": "hpsearch.training.addition:Addition",
     "makenames": "hpsearch.training.makenames:Makenames",
+    "imdb": "hpsearch.training.imdb:Imdb",
 }
 ENTRY_POINTS = "hpsearch.tasks"
 
