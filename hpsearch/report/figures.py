@@ -154,12 +154,12 @@ def comparison(key: str, title: str, done: pd.DataFrame, level: pd.Series, order
 def confusion(matrix: pd.DataFrame) -> Figure:
     """Rows normalised to the true class, so small classes are as readable as large ones."""
     share = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
-    size = 0.45 * len(matrix) + 2
+    size = max(0.45 * len(matrix) + 2, 3.5)  # two classes still leave room for the title
     fig, (ax,) = canvas(size + 1, size)
     image = ax.imshow(share.to_numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(matrix.index)), matrix.index, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion on the test split (share of each true class)")
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion on the test split\n(share of each true class)")
     for (i, j), count in pd.DataFrame(matrix.to_numpy()).stack().items():
         if count:
             ax.text(j, i, int(count), ha="center", va="center", fontsize=6,
