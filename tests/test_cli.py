@@ -90,8 +90,27 @@ def test_best_prints_the_best_trial_as_text_and_json(env, spec_file):
     assert code == 0 and summary["trial"] == best.number and summary["value"] == best.value
     assert summary["params"] == best.params and summary["test_accuracy"] == record.read(best).results["test_accuracy"]
     assert {"val_balanced_accuracy", "test_balanced_accuracy", "epochs", "best_epoch"} <= summary.keys()
+    baseline = summary["baseline"]
+    assert baseline["description"].startswith("class-weighted character 1-4-gram TF-IDF + logistic regression")
+    assert set(baseline["results"]) == {"val_accuracy", "val_balanced_accuracy", "test_accuracy",
+                                        "test_balanced_accuracy"}
     code, out, _ = hpsearch("best", "--study", "tiny")
     assert code == 0 and f"best trial of 'tiny': #{best.number}" in out and "test_balanced_accuracy" in out
+    ahead = summary["test_accuracy"] - baseline["results"]["test_accuracy"]
+    line = next(line for line in out.splitlines()[out.splitlines().index(next(
+        line for line in out.splitlines() if line.startswith("baseline: "))):] if "test_accuracy" in line)
+    assert line.split() == ["test_accuracy", f"{baseline['results']['test_accuracy']:.4f}", "best", "trial",
+                            f"{ahead:+.4f}"]
+
+
+def test_the_baseline_is_fitted_once_per_study_on_its_train_split(env, spec_file):
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "1")
+    assert code == 0 and err.count("baseline, class-weighted character 1-4-gram") == 1, err
+    baseline = stored(env).user_attrs["baseline"]["results"]
+    # Each made-up language marks its names with a prefix or suffix: the start and end marks find them.
+    assert baseline["test_accuracy"] > 0.9 and baseline["val_balanced_accuracy"] > 0.9, baseline
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2")
+    assert code == 0 and "baseline, " not in err
 
 
 def test_studies_lists_builtins_and_stored_counts(env, spec_file):

@@ -96,6 +96,8 @@ def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_fil
     assert "Epochs trained by the finished trials:" in markdown
     assert "Confusion" in markdown and "| Alpha |" in markdown
     assert "Which optimizer is best?" in markdown and "Best median val_accuracy:" in markdown
+    assert "Baseline: class-weighted character 1-4-gram TF-IDF + logistic regression" in markdown
+    assert "**Best trial against the baseline**" in markdown and "| test_balanced_accuracy |" in markdown
 
     study = stored(mixed_study)
     note = optuna_dashboard.get_note(study)

@@ -277,9 +277,12 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
     served = serving._load_pyfunc(str(saved))
     assert served.predict(pd.DataFrame({"a": ["999", "123"], "b": ["1", "45"]})) == ["1000", "168"]
 
+    code, out, err = hpsearch("best", "--study", str(adding))
+    assert code == 0 and out.strip().endswith("baseline: task addition has no cheap baseline"), err
     code, out, err = hpsearch("report", "--study", str(adding), "--no-mlflow")
     assert code == 0, err
     markdown = (tmp_path / "runs" / "reports" / "add" / "report.md").read_text()
+    assert "Baseline: task addition has no cheap baseline." in markdown
     assert "median steps_to_exact" in markdown and "median ms/step" in markdown
     assert "Nonlinearity: tanh or relu" in markdown and "on the test split exact match" in markdown
 

@@ -101,7 +101,25 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
                                for name, value in record.read(top).scores("test_").items()) or "nothing recorded"
         section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
                             "(selection used the validation split only).")
+        _against_baseline(section, study, record.read(top))
     return section
+
+
+def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord) -> None:
+    baseline = record.read_baseline(study)
+    if baseline.missing:
+        section.text.append(f"Baseline: {baseline.missing}.")
+        return
+    rows = {name: {"best trial": best.results[name], "baseline": value, "difference": best.results[name] - value}
+            for name, value in baseline.results.items() if name in best.results}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+    test = table[table.index.str.startswith("test_")]["difference"]
+    margin = f"{test.min():+.4f}" + ("" if test.min() == test.max() else f" to {test.max():+.4f}")
+    verdict = (f"the best trial is ahead on every test metric (by {margin})"
+               if (test > 0).all() else f"the best trial is not ahead on {', '.join(test.index[test <= 0])}: "
+               "on that metric the search has not yet paid for itself")
+    section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s); {verdict}.")
+    section.tables.append(("Best trial against the baseline", table))
 
 
 def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> Section:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -11,7 +12,7 @@ from optuna.trial import TrialState
 from hpsearch.search.storage import open_storage
 from hpsearch.studies import record
 
-_CONTEXT = ("params", "hyperparams", "study", "trial", "metric", "value")
+_CONTEXT = ("params", "hyperparams", "study", "trial", "metric", "value", "baseline")
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any]:
@@ -29,6 +30,7 @@ def best_summary(study: optuna.Study) -> dict[str, Any]:
         "seed": stored.seed,
         "checkpoint_artifact": stored.checkpoint_artifact,
         "hyperparams": stored.hyperparams,
+        "baseline": dataclasses.asdict(record.read_baseline(study)),
     }
 
 
@@ -41,6 +43,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  params:")
     lines += [f"    {name:<22}{value:.4g}" if isinstance(value, float) else f"    {name:<22}{value}"
               for name, value in summary["params"].items()]
+    baseline = summary["baseline"]
+    if baseline["missing"]:
+        return "\n".join([*lines, f"baseline: {baseline['missing']}"])
+    lines.append(f"baseline: {baseline['description']} ({baseline['seconds']:.1f} s), against the best trial:")
+    lines += [f"  {name:<24}{value:.4f}  best trial {summary[name] - value:+.4f}" if name in summary
+              else f"  {name:<24}{value:.4f}" for name, value in baseline["results"].items()]
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
 from hpsearch.search.tracking import TrialTracking
-from hpsearch.studies import StudySpec
+from hpsearch.studies import StudySpec, record
 from hpsearch.studies.spec import PRUNERS, SAMPLERS
 from hpsearch.training import TASKS
 from hpsearch.training.loop import resolve_device
@@ -206,6 +206,8 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     stale = StaleTrials(progress)
     storage = open_storage(options.storage_url, grace_period=options.heartbeat_grace, on_stale=stale)
     study = open_study(spec, storage, options.worker, data.fingerprint)
+    if not ablation:  # an ablation compares levels with each other, not with another kind of model
+        _fit_baseline(study, spec, data, progress)
     budget = ablation.prepare(study) if ablation else Budget(options.n_trials or spec.n_trials)
     tracking = None
     if uri and budget.finished(study) < budget.total:
@@ -222,6 +224,19 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     # it would hold a place in the budget.
     _fail_dead(session)
     return session
+
+
+def _fit_baseline(study: optuna.Study, spec: StudySpec, data: TaskData, progress: Progress) -> None:
+    """Once per study, before its first trial: the task's cheap reference model on the same splits."""
+    if record.BASELINE_ATTR in study.user_attrs:
+        return
+    found = TASKS[spec.task].baseline(data)
+    if found is None:
+        record.write_baseline(study, record.StoredBaseline(missing=f"task {spec.task} has no cheap baseline"))
+        return
+    record.write_baseline(study, record.StoredBaseline(found.description, found.results, found.seconds))
+    scores = ", ".join(f"{name} {value:.4f}" for name, value in found.results.items())
+    progress.say(f"baseline, {found.description}: {scores} ({found.seconds:.1f} s)")
 
 
 def prepare_search(spec: StudySpec, options: SearchOptions, progress: Progress, data: TaskData | None = None,

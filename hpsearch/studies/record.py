@@ -1,5 +1,6 @@
 """What a trial produced, declared once: the only place that names the user attrs a trial's results are
-stored under in Optuna, and that reads them back (including from studies stored by earlier versions).
+stored under in Optuna, and that reads them back (including from studies stored by earlier versions). Also
+the study's baseline: what its trials are measured against.
 
 (Who runs a trial, ``worker`` and ``retry_of``, belongs to ``search/liveness.py``.)
 """
@@ -16,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HpsearchError
 
 RESULTS_ATTR = "results"
+BASELINE_ATTR = "baseline"
 # Before the task plug-ins, a trial's results were user attrs of their own.
 _LEGACY_RESULTS = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy")
 
@@ -107,3 +109,25 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
         return study.best_trial
     pick = max if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
     return pick(study.best_trials, key=lambda t: t.values[0])
+
+
+@dataclass(frozen=True)
+class StoredBaseline:
+    """A study's baseline (training/task.py: Baseline), or why it has none."""
+
+    description: str | None = None
+    results: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    missing: str | None = None  # why there is no baseline: the task has none, or it was not fitted yet
+
+
+def write_baseline(study: optuna.Study, baseline: StoredBaseline) -> None:
+    study.set_user_attr(BASELINE_ATTR, {k: v for k, v in dataclasses.asdict(baseline).items() if v is not None})
+
+
+def read_baseline(study: optuna.Study) -> StoredBaseline:
+    stored = study.user_attrs.get(BASELINE_ATTR)
+    if stored is None:  # a study created before baselines, not resumed since
+        return StoredBaseline(missing="not fitted for this study yet: `hpsearch run` fits it when it starts or "
+                                      "resumes")
+    return StoredBaseline(**stored)

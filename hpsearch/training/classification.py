@@ -14,7 +14,7 @@ from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensor
 from hpsearch.models import RecurrentClassifier
 from hpsearch.studies import Hyperparams
 from hpsearch.studies.spec import Limit
-from hpsearch.training.task import Epoch, Metric, Task
+from hpsearch.training.task import Baseline, Epoch, Metric, Task
 
 EVAL_BATCH = 1024
 EVAL_TOKENS = 1 << 16  # and at most this many padded tokens: long reviews would otherwise need gigabytes
@@ -95,12 +95,18 @@ def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluat
         logits = model(tokens, lengths)
         total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum")
         predictions[index.to(predictions.device)] = logits.argmax(1)
-    hits = (predictions == data.labels).float()
-    per_class = torch.zeros(num_classes, device=hits.device).index_add_(0, data.labels, hits)
-    support = torch.bincount(data.labels, minlength=num_classes)
+    accuracy, balanced_accuracy = accuracies(predictions, data.labels, num_classes)
+    return Evaluation(loss=total_loss.item() / len(data), accuracy=accuracy, balanced_accuracy=balanced_accuracy,
+                      predictions=predictions.cpu())
+
+
+def accuracies(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
+    """Accuracy, and balanced accuracy: the mean recall over the classes present."""
+    hits = (predictions == labels).float()
+    per_class = torch.zeros(num_classes, device=hits.device).index_add_(0, labels, hits)
+    support = torch.bincount(labels, minlength=num_classes)
     recall = per_class[support > 0] / support[support > 0]
-    return Evaluation(loss=total_loss.item() / len(data), accuracy=hits.mean().item(),
-                      balanced_accuracy=recall.mean().item(), predictions=predictions.cpu())
+    return hits.mean().item(), recall.mean().item()
 
 
 class SequenceClassification(Task):
@@ -111,6 +117,8 @@ class SequenceClassification(Task):
     has_classes = True
     subject: ClassVar[str] = "input"  # what an input is called in a prediction row ("name")
     label: ClassVar[str] = "class"  # and what a class is called ("language")
+    token: ClassVar[str] = "token"  # what a token is ("character"), and the n-grams of them the baseline reads
+    baseline_ngrams: ClassVar[tuple[int, int]] = (1, 2)
 
     hyperparams = ClassifierHyperparams
 
@@ -122,6 +130,11 @@ class SequenceClassification(Task):
     def unreadable(self, text: str) -> str:
         """Why a text that encodes to nothing cannot be classified."""
         return "nothing in it is in the vocabulary"
+
+    def baseline(self, data: LabelledData) -> Baseline:
+        from hpsearch.training.baseline import ngram_logistic  # scikit-learn: only where a baseline is fitted
+
+        return ngram_logistic(data, self.baseline_ngrams, self.token)
 
     def describe(self, data: LabelledData) -> dict[str, Any]:
         return {"classes": list(data.classes), "vocab_size": data.vocab_size}

@@ -30,6 +30,7 @@ class Imdb(SequenceClassification):
     data_options = imdb.Options
     hyperparams = ReviewHyperparams
     subject, label = "review", "sentiment"
+    token, baseline_ngrams = "word", (1, 2)
     questions = (*QUESTIONS,
                  Question("loss", "Loss", ("loss",), "Cross-entropy over two logits, or binary cross-entropy over one?"),
                  Question("pooling", "Pooling", ("pooling",),

@@ -15,6 +15,7 @@ class Surnames(SequenceClassification):
     name = "surnames"
     data_options = Fractions
     subject, label = "name", "language"
+    token, baseline_ngrams = "character", (1, 4)
     # Peak RSS of a one-trial `hpsearch run` of the surnames space's largest model (hand-written bidirectional
     # LSTM, 4 layers of 512, embedding 128, batch 512: 2.18 GB) less the RSS of a process that has only loaded
     # what a worker loads (0.40 GB), measured on 2026-11-25.

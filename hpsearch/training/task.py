@@ -67,6 +67,15 @@ QUESTIONS = (
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A cheap model of the same task, fitted on the same train split: what a search must beat to be worth it."""
+
+    description: str
+    results: dict[str, float]  # the task's metrics on validation and test: val_accuracy, test_accuracy, ...
+    seconds: float  # to fit and score it
+
+
+@dataclass(frozen=True)
 class Epoch:
     """What one pass over the training data measured: ``metrics`` are named without the ``train_`` prefix."""
 
@@ -129,6 +138,11 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, data: TaskData, split: str) -> dict[str, float]:
         """``loss`` and every one of ``metrics`` on a split ("val" or "test")."""
+
+    def baseline(self, data: TaskData) -> Baseline | None:
+        """A cheap, strong reference model's results on ``data``'s validation and test splits; None where the task
+        has none."""
+        return None
 
     def final(self, model: nn.Module, data: TaskData, history: Sequence[Mapping[str, float]]) -> dict[str, Any]:
         """The ``results`` of a completed trial, from its best model and its per-epoch metrics."""
