@@ -104,9 +104,10 @@ def main() -> None:
               help="stop starting new trials after this long (this invocation only)")
 @click.option("--epochs", type=click.IntRange(min=1), help="max epochs per trial, overriding the spec")
 @click.option("--register-model", metavar="NAME", help="also register the best model in the MLflow Model Registry")
+@click.option("--no-stop", is_flag=True, help="run the whole budget, ignoring the spec's [stop] rule")
 @_training
-def run(study_ref, n_trials, timeout, epochs, register_model, device, data_dir, tracking_uri, no_mlflow, n_jobs,
-        threads, quiet, artifacts, workdir, storage):
+def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, data_dir, tracking_uri, no_mlflow,
+        n_jobs, threads, quiet, artifacts, workdir, storage):
     """Search a study's space; running it again resumes the same study.
 
     \b
@@ -117,6 +118,8 @@ def run(study_ref, n_trials, timeout, epochs, register_model, device, data_dir, 
     Ctrl-C or SIGTERM stops cleanly: running trials are marked failed, finished trials stay.
     A spec with two objectives (metric = ["val_accuracy", "epoch_seconds"]) runs a multi-objective study;
     Optuna cannot prune those, so every trial trains all its epochs (see the surnames-pareto study).
+    A spec's [stop] table (trials = 15, min_delta = 0.002) ends the study early once the best value has
+    improved by no more than min_delta over the last 15 finished trials, on every worker.
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
     from hpsearch.search import lookup, results, study, workers
@@ -127,7 +130,7 @@ def run(study_ref, n_trials, timeout, epochs, register_model, device, data_dir, 
     options = study.SearchOptions(storage_url=url, workdir=workdir_path, data_dir=data_dir, n_trials=n_trials,
                                   timeout=timeout, epochs=epochs, device=device, tracking_uri=tracking_uri,
                                   mlflow=not no_mlflow, register_model=register_model, threads=threads,
-                                  artifacts=artifacts)
+                                  artifacts=artifacts, stop_rule=not no_stop)
     workers.handle_stop_signals()
     if n_jobs > 1:
         workers.run_workers(spec, options, n_jobs, quiet)

@@ -43,7 +43,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
 """)
     assert found == [
         "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
-        "name, prune_on, pruner, sampler, space, task)",
+        "name, prune_on, pruner, sampler, space, stop, task)",
         "task: unknown task 'poetry' (known: addition, imdb, makenames, surnames)",
         "space.hidden_size: low (64) is greater than high (32)",
         "space.lr: log scale needs low > 0, got 0.0",

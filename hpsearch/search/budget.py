@@ -11,6 +11,8 @@ budget.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,17 +29,49 @@ class OverBudget(Exception):
     """Other workers filled the budget while this trial was being created; it is closed without training."""
 
 
+@dataclass(frozen=True)
+class Plateau:
+    """The spec's stop rule, judged from the study's storage alone, so every worker on every host reaches the
+    same verdict: the best value of the trials finished before the last ``trials`` is within ``min_delta`` of
+    the best of all."""
+
+    trials: int
+    min_delta: float
+    maximize: bool
+    more: ClassVar[str] = "Run again with --no-stop to search on."
+
+    def reached(self, study: optuna.Study) -> str | None:
+        finished = sorted(study.get_trials(deepcopy=False, states=COUNTED), key=lambda t: t.datetime_complete)
+        earlier = [t for t in finished[:-self.trials] if t.state == TrialState.COMPLETE]
+        if len(finished) <= self.trials or not earlier:
+            return None
+        pick = max if self.maximize else min
+        before = pick(earlier, key=lambda t: t.values[0])
+        best = pick((t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
+        if abs(best.values[0] - before.values[0]) > self.min_delta:
+            return None
+        return (f"stopped: no improvement above {self.min_delta:g} in the last {self.trials} trials (best "
+                f"{best.values[0]:.4f}, trial #{best.number})")
+
+
 class Budget:
     more = "Raise --n-trials to search more."  # what a user does when the budget is spent
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    def __init__(self, total: int, plateau: Plateau | None = None) -> None:
+        self.total, self.plateau = total, plateau
 
     def finished(self, study: optuna.Study) -> int:
         return len(study.get_trials(deepcopy=False, states=COUNTED))
 
+    def stopped(self, study: optuna.Study) -> str | None:
+        """Why the stop rule ended the study before its budget, if it did."""
+        return self.plateau.reached(study) if self.plateau else None
+
     def remaining(self, study: optuna.Study) -> int:
-        """Trials still to start: the budget less the finished trials and those running now."""
+        """Trials still to start: the budget less the finished trials and those running now; none once the
+        stop rule has ended the study."""
+        if self.stopped(study):
+            return 0
         return self.total - len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING)))
 
     def admit(self, trial: optuna.Trial) -> None:

@@ -22,7 +22,10 @@ class Progress:
 
     def start(self, study: optuna.Study, budget: Budget, where: str, elsewhere: list[Elsewhere]) -> None:
         done, total, remaining = budget.finished(study), budget.total, budget.remaining(study)
-        if done >= total:
+        if stopped := budget.stopped(study):
+            self.say(f"study '{study.study_name}' {stopped}, after {done} of {total} trials; nothing to run. "
+                     f"{budget.plateau.more}")
+        elif done >= total:
             self.say(f"study '{study.study_name}' already has {done} finished trials (budget {total}); "
                      f"nothing to run. {budget.more}")
         elif remaining <= 0:

@@ -20,7 +20,7 @@ from hpsearch.mlflow import ARTIFACTS, check_reachable, tracking_uri
 from hpsearch.search import liveness
 from hpsearch.search.ablation import Ablation
 from hpsearch.search.artifacts import Checkpoints, location
-from hpsearch.search.budget import Budget, FailureStreak
+from hpsearch.search.budget import Budget, FailureStreak, Plateau
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
 from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
@@ -130,6 +130,7 @@ class SearchOptions:
     heartbeat_grace: int = HEARTBEAT_GRACE_S
     threads: int | None = None  # torch threads in this process; None: torch's default
     worker: int | None = None  # index among the --n-jobs workers of one command
+    stop_rule: bool = True  # end the study early by the spec's [stop] rule (--no-stop: run the whole budget)
 
 
 class StaleTrials:
@@ -208,7 +209,7 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     study = open_study(spec, storage, options.worker, data.fingerprint)
     if not ablation:  # an ablation compares levels with each other, not with another kind of model
         _fit_baseline(study, spec, data, progress)
-    budget = ablation.prepare(study) if ablation else Budget(options.n_trials or spec.n_trials)
+    budget = ablation.prepare(study) if ablation else Budget(options.n_trials or spec.n_trials, _plateau(spec, options))
     tracking = None
     if uri and budget.finished(study) < budget.total:
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
@@ -224,6 +225,12 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
     # it would hold a place in the budget.
     _fail_dead(session)
     return session
+
+
+def _plateau(spec: StudySpec, options: SearchOptions) -> Plateau | None:
+    if spec.stop is None or not options.stop_rule:
+        return None
+    return Plateau(spec.stop.trials, spec.stop.min_delta, maximize=spec.direction == "maximize")
 
 
 def _fit_baseline(study: optuna.Study, spec: StudySpec, data: TaskData, progress: Progress) -> None:
@@ -260,7 +267,7 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
     session = _open_session(spec, options, progress, ablation=ablation)
     study, budget, tracking = session.study, session.budget, session.tracking
     progress.start(study, budget, mask(options.storage_url), liveness.running_elsewhere(session.storage, study))
-    if budget.finished(study) >= budget.total:
+    if budget.finished(study) >= budget.total or budget.stopped(study):
         return study
 
     failures = FailureStreak()
@@ -279,7 +286,7 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
     try:
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
             finished, remaining = budget.finished(study), budget.remaining(study)
-            if finished >= budget.total:
+            if finished >= budget.total or budget.stopped(study):
                 break
             if remaining <= 0:
                 _wait_for_others(session, progress, options.heartbeat_grace)
@@ -303,6 +310,8 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
         marked = "" if objective.stopped is None else f"trial {objective.stopped} was marked failed; "
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
         raise Interrupted(f"{how}: {marked}finished trials are kept. Resume with the same command.") from None
+    if reason := budget.stopped(study):
+        progress.say(f"{reason}. {Plateau.more}")
     if failures.stopped:
         if tracking:
             tracking.close("FAILED")

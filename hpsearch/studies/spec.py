@@ -169,6 +169,15 @@ class Param:
 
 
 @dataclass(frozen=True)
+class StopRule:
+    """Stop the whole study once its best value has improved by no more than ``min_delta`` over the last
+    ``trials`` finished trials (the spec's ``[stop]`` table)."""
+
+    trials: int
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     path: Path
@@ -185,6 +194,7 @@ class StudySpec:
     pruner: Component = Component("median")
     space: tuple[Param, ...] = ()
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
+    stop: StopRule | None = None
 
     @property
     def metric(self) -> str:
@@ -208,7 +218,7 @@ class StudySpec:
 
 
 _TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "n_trials", "max_epochs",
-             "data", "sampler", "pruner", "space", "enqueue"}
+             "data", "sampler", "pruner", "space", "enqueue", "stop"}
 _PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
 
 
@@ -298,12 +308,13 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
     if task and not problems:
         problems += task.check_space(space)
     enqueue = _enqueue(raw.get("enqueue", []), space, problems)
+    stop = _stop(raw.get("stop"), len(metrics) > 1, problems)
     if problems:
         return None
     return StudySpec(name=name, path=path, task=task_name, metrics=metrics, directions=directions,
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20), prune_on=prune_on,
                      description=raw.get("description", ""), data=data, hyperparams=hyperparams, sampler=sampler,
-                     pruner=pruner, space=space, enqueue=enqueue)
+                     pruner=pruner, space=space, enqueue=enqueue, stop=stop)
 
 
 def _name(raw: dict, path: Path, problems: list[str]) -> str:
@@ -352,6 +363,23 @@ def _prune_on(raw: dict, task: TaskDeclaration | None, metrics: tuple[str, ...],
         problems.append(f"prune_on: {prune_on} is {selectable[prune_on]}d, but the study is {directions[0]}d; "
                         f"prune on a metric that is {directions[0]}d too")
     return prune_on
+
+
+def _stop(raw: Any, multi: bool, problems: list[str]) -> StopRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("stop: must be a table, e.g. [stop] trials = 15, min_delta = 0.002")
+        return None
+    if multi:
+        problems.append("stop: a multi-objective study has no single best value to watch; remove [stop]")
+    problems += [f"stop.{k}: unknown key (known: min_delta, trials)" for k in raw if k not in ("trials", "min_delta")]
+    trials, min_delta = raw.get("trials"), raw.get("min_delta", 0.0)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        problems.append(f"stop.trials: must be a whole number >= 1 of finished trials, got {trials!r}")
+    if not number(min_delta) or min_delta < 0:
+        problems.append(f"stop.min_delta: must be a number >= 0, got {min_delta!r}")
+    return StopRule(trials, min_delta) if not multi else None
 
 
 def _data_options(raw: Any, kind: type[DataOptions], problems: list[str]) -> DataOptions:
