@@ -6,6 +6,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import optuna
 import optuna_dashboard
 import pandas as pd
@@ -21,7 +22,8 @@ from hpsearch.report import analysis
 from hpsearch.studies import load_spec
 from hpsearch.training import TASKS
 
-SECTIONS = ["Summary", "Per-class results of the best model", "What matters", "The objective against cost",
+SECTIONS = ["Summary", "Per-class results of the best model", "Is more search worth it?", "What matters",
+            "The objective against cost",
             "The comparison questions", "Search dynamics"]
 
 
@@ -98,6 +100,8 @@ def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_fil
     assert "Which optimizer is best?" in markdown and "Best median val_accuracy:" in markdown
     assert "Baseline: class-weighted character 1-4-gram TF-IDF + logistic regression" in markdown
     assert "**Best trial against the baseline**" in markdown and "| test_balanced_accuracy |" in markdown
+    # 5 completed and 1 pruned trial have a value (the pruned one its best report); the failed one has none.
+    assert "drawn like the 6 so far, from completed and pruned trials" in markdown and "(budget.png)" in markdown
 
     study = stored(mixed_study)
     note = optuna_dashboard.get_note(study)
@@ -212,3 +216,16 @@ def test_learning_curves_tick_whole_epochs(mixed_study):
     FigureCanvasAgg(figure.png).draw()  # ticks are chosen when the figure is drawn
     ticks = figure.png.axes[0].get_xticks()
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_the_expected_best_of_n_trials_is_dodges_estimate():
+    values = np.array([2.0, 3.0, 1.0])
+    mean, spread = analysis.expected_best(values, True, np.array([1, 2, 200]))
+    # Best of 2 draws from {1, 2, 3}: 1 with probability 1/9, 2 with 3/9, 3 with 5/9.
+    assert mean == pytest.approx([2.0, 22 / 9, 3.0]) and spread[0] == pytest.approx(np.std(values))
+    assert spread[2] == pytest.approx(0, abs=1e-12)
+    lowest, _ = analysis.expected_best(values, False, np.array([2]))  # minimised: the mirror image
+    assert lowest == pytest.approx([4 - 22 / 9])
+    rng = np.random.default_rng(0)
+    draws = rng.choice(values, size=(100_000, 5)).max(1)
+    assert analysis.expected_best(values, True, np.array([5]))[0][0] == pytest.approx(draws.mean(), abs=0.01)

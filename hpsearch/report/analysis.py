@@ -235,3 +235,55 @@ def importances(study: optuna.Study, target: Callable[[FrozenTrial], float] | No
             continue
         results.append(Importance(title, pd.Series(values).sort_values(ascending=False)))
     return results
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """How the best value grew with the search, and what more trials drawn like these would give."""
+
+    order: pd.DataFrame  # finished trials in completion order: number, value, best (so far), compute_seconds
+    pruned_included: bool  # pruned trials count with the best value they reported (a lower bound)
+    trials: np.ndarray  # budgets n = 1 .. 2N
+    expected: np.ndarray  # expected best of n trials drawn with replacement from the observed values
+    spread: np.ndarray  # its standard deviation
+
+
+def expected_best(values: np.ndarray, maximize: bool, budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dodge et al. 2019 ("Show your work"): the expected best, and its SD, of n draws with replacement from
+    ``values``: with the values sorted worst first, the i-th is the best of n draws with probability
+    (i/N)^n - ((i-1)/N)^n."""
+    ranked = np.sort(values if maximize else -values)
+    n_values = len(ranked)
+    cumulative = np.arange(n_values + 1) / n_values
+    weights = cumulative[1:, None] ** budgets - cumulative[:-1, None] ** budgets  # (values, budgets)
+    mean = (weights * ranked[:, None]).sum(0)
+    spread = np.sqrt((weights * (ranked[:, None] - mean) ** 2).sum(0))
+    return (mean if maximize else -mean), spread
+
+
+def budgets(study: optuna.Study, prune_on: str, metric: str) -> Budgets | None:
+    """The best value against trials and compute; None before two trials have a value."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    # A pruned trial reported the study's own metric only when it is pruned on it; then its best report is
+    # what it reached before it was stopped for falling behind.
+    with_pruned = prune_on == metric
+    rows = []
+    for trial in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                        key=lambda t: t.datetime_complete):
+        if trial.state == TrialState.COMPLETE:
+            value = trial.values[0]
+        elif with_pruned and trial.intermediate_values:
+            value = (max if maximize else min)(trial.intermediate_values.values())
+        else:
+            value = None
+        rows.append({"number": trial.number, "value": value,
+                     "seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()})
+    order = pd.DataFrame(rows, columns=["number", "value", "seconds"])
+    if order["value"].count() < 2:
+        return None
+    order["best"] = (order["value"].cummax() if maximize else order["value"].cummin()).ffill()
+    order["compute_seconds"] = order["seconds"].cumsum()
+    values = order["value"].dropna().to_numpy(dtype=float)
+    trials = np.arange(1, 2 * len(values) + 1)
+    expected, spread = expected_best(values, maximize, trials)
+    return Budgets(order, with_pruned, trials, expected, spread)

@@ -62,6 +62,8 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
         sections.append(_classes(study, spec, data_dir, checkpoints))
     if task.generates:
         sections.append(_samples(study, checkpoints, judge))
+    if not multi:
+        sections.append(_more_search(study, spec, metric))
     return [*sections, _importance(study, metric), _pareto(frame, spec, metric, maximize),
             _comparisons(frame, task, metric, maximize, bool(controlled)), *controlled, _dynamics(study, spec, multi)]
 
@@ -120,6 +122,28 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
                "on that metric the search has not yet paid for itself")
     section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s); {verdict}.")
     section.tables.append(("Best trial against the baseline", table))
+
+
+def _more_search(study: optuna.Study, spec: StudySpec, metric: str) -> Section:
+    section = Section("Is more search worth it?")
+    found = analysis.budgets(study, spec.prune_on, metric)
+    if found is None:
+        section.text.append("Not estimated: fewer than two finished trials have a value.")
+        return section
+    n = int(found.order["value"].count())
+    at = dict(zip(found.trials.tolist(), found.expected.tolist(), strict=True))
+    points = ", ".join(f"{k} trial{'s' if k > 1 else ''} {at[k]:.4f}"
+                       for k in sorted({1, max(n // 4, 1), max(n // 2, 1), n, 2 * n}))
+    which = ("completed and pruned trials (a pruned trial counts with the best value it reported)"
+             if found.pruned_included else "completed trials only (the pruned ones reported another metric)")
+    section.text.append(
+        f"Expected best {metric} of n trials drawn like the {n} so far, from {which}, as Dodge et al. (2019, "
+        f"\"Show your work\") estimate it: {points}. Going from {max(n // 2, 1)} to {n} trials raised the "
+        f"expected best by {abs(at[n] - at[max(n // 2, 1)]):.4f}; the same draws predict {abs(at[2 * n] - at[n]):.4f} "
+        f"more from doubling the budget to {2 * n}. The sampler learns as it goes, so its trials are not independent "
+        "draws: read this as a guide to whether more trials would pay, not a promise.")
+    section.figures.append(figures.budgets(found, metric))
+    return section
 
 
 def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> Section:

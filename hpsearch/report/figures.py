@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
-from hpsearch.report.analysis import Importance
+from hpsearch.report.analysis import Budgets, Importance
 
 FAINT, STRONG, PRUNED = "#c8c8c8", "#1f5fa8", "#b0b0b0"
 # optuna-dashboard shows these figures in cards of a fixed height: a shorter figure leaves blank space.
@@ -166,3 +166,39 @@ def confusion(matrix: pd.DataFrame) -> Figure:
                     color="white" if share.iat[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.04)
     return Figure("confusion", "Confusion matrix of the best model (test split)", fig)
+
+
+def budgets(found: Budgets, metric: str) -> Figure:
+    """The best value so far against trials, with the expected best of n trials, and against compute."""
+    valued = found.order.dropna(subset=["value"])
+    seen = range(1, len(valued) + 1)
+    # Mean ± SD, clipped to what was observed: the best of any number of draws lies within it.
+    observed = valued["value"]
+    low = (found.expected - found.spread).clip(observed.min(), observed.max())
+    high = (found.expected + found.spread).clip(observed.min(), observed.max())
+    minutes = found.order["compute_seconds"] / 60
+    fig, (by_trials, by_compute) = canvas(12, 4.5, 2)
+    by_trials.fill_between(found.trials, low, high, color=STRONG, alpha=0.15, linewidth=0, label="expected ± SD")
+    by_trials.plot(found.trials, found.expected, color=STRONG, label="expected best of n trials")
+    by_trials.step(seen, valued["best"], where="post", color="black", linewidth=1, label="best so far")
+    by_trials.axvline(len(valued), color=FAINT, linestyle=":")
+    by_trials.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_trials.set(xlabel="trials", ylabel=metric)
+    by_trials.legend(fontsize=8, loc="lower right")
+    by_compute.step(minutes, found.order["best"], where="post", color="black", linewidth=1)
+    by_compute.set(xlabel="compute minutes (trial time, summed)", ylabel=metric)
+    page = make_subplots(1, 2, subplot_titles=("against trials", "against compute"))
+    page.add_trace(go.Scatter(x=[*found.trials, *found.trials[::-1]], y=[*high, *low[::-1]], fill="toself",
+                              line={"width": 0}, fillcolor="rgba(31,95,168,0.15)", name="expected ± SD"), row=1, col=1)
+    page.add_trace(go.Scatter(x=found.trials, y=found.expected, name="expected best of n trials",
+                              line={"color": STRONG}), row=1, col=1)
+    page.add_trace(go.Scatter(x=list(seen), y=valued["best"], name="best so far", line={"color": "black", "shape": "hv"},
+                              text=[f"trial {n}" for n in valued["number"]]), row=1, col=1)
+    page.add_trace(go.Scatter(x=minutes, y=found.order["best"], showlegend=False,
+                              line={"color": "black", "shape": "hv"}), row=1, col=2)
+    page.update_xaxes(title_text="trials", row=1, col=1)
+    page.update_xaxes(title_text="compute minutes (trial time, summed)", row=1, col=2)
+    page.update_yaxes(title_text=metric, row=1, col=1)
+    title = f"Best {metric} against trials and compute"
+    page.update_layout(title=title, height=CARD_HEIGHT)
+    return Figure("budget", title, fig, page)
