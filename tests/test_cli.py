@@ -34,6 +34,17 @@ def stored(workdir: Path, name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'optuna.db'}")
 
 
+def refused(folder: Path, task: str, lines: str) -> str:
+    """The one line `hpsearch run` answers a spec of ``task`` with (``lines`` after it; a fixed cell when they
+    have no [space]), asserting exit code 2."""
+    path = folder / "bad.toml"
+    path.write_text(f'task = "{task}"\n{lines}\n' + ("" if "[space]" in lines else '[space]\ncell = "gru"\n'),
+                    encoding="utf-8")
+    code, _, err = hpsearch("run", "--study", str(path))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
 def test_run_to_completion_then_resume_runs_only_the_difference(env, spec_file):
     code, out, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "3")
     assert code == 0, err

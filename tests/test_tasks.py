@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
-from test_cli import hpsearch, stored
+from test_cli import hpsearch, refused, stored
 from torch import nn
 
 from hpsearch.datasets import DataOptions, addition
@@ -297,10 +297,7 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
     ('[space]\nclass_balance = 0.5', "space.class_balance: addition has no classes to weigh; remove it"),
 ])
 def test_an_addition_spec_is_checked_against_its_task(tmp_path, line, problem):
-    path = tmp_path / "bad.toml"
-    path.write_text(f'task = "addition"\n{line}\n' + ("" if "[space]" in line else "[space]\ncell = \"gru\"\n"))
-    code, _, err = hpsearch("run", "--study", str(path))
-    assert code == 2 and problem in err and len(err.strip().splitlines()) == 1
+    assert problem in refused(tmp_path, "addition", line)
 
 
 def test_builtin_addition_specs_load():
