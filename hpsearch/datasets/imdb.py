@@ -20,12 +20,13 @@ import re
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from hpsearch.datasets.download import data_root, extract_tar_folder, fetch_file, file_digest
 from hpsearch.datasets.options import DataOptions, number, whole
@@ -148,19 +149,19 @@ def locate(root: str | Path | None = None, download: bool = True) -> Path:
     return folder
 
 
-def _files(folder: Path) -> Iterator[tuple[str, int, Path]]:
-    """(part, label, path) of every review, in a fixed order."""
-    for part in PARTS:
-        for label, name in enumerate(LABELS):
-            for path in sorted((folder / part / name).glob("*.txt")):
-                yield part, label, path
+Files = list[tuple[str, int, Path]]  # (part, label, path) of every review, in a fixed order
 
 
-def _listing_key(folder: Path, options: Options) -> str:
+def _files(folder: Path) -> Files:
+    return [(part, label, path) for part in PARTS for label, name in enumerate(LABELS)
+            for path in sorted((folder / part / name).glob("*.txt"))]
+
+
+def _listing_key(files: Files, options: Options) -> str:
     """Names the cache: the settings, the tokenizer, and each review file's name, size and mtime (no reads)."""
     digest = hashlib.sha256(repr((_FORMAT, TOKEN.pattern, options.vocab_size, options.val_fraction,
                                   options.split_seed)).encode())
-    for part, label, path in _files(folder):
+    for part, label, path in files:
         try:
             stat = path.stat()
         except OSError as exc:  # a dangling link
@@ -191,11 +192,13 @@ def _ragged(sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> dict[s
     return {"ids": torch.from_numpy(ids), "lengths": lengths, "labels": torch.tensor(labels, dtype=torch.long)}
 
 
-def _build(folder: Path, options: Options) -> dict:
+def _build(files: Files, options: Options) -> dict:
     digest = hashlib.sha256()
     tokens: dict[str, list[list[str]]] = {part: [] for part in PARTS}
     labels: dict[str, list[int]] = {part: [] for part in PARTS}
-    for part, label, path in _files(folder):
+    # A bar on a terminal only: the first load of the real archive reads 50,000 files.
+    for part, label, path in tqdm(files, desc="tokenising the reviews (once: cached after)", unit=" reviews",
+                                  disable=None, leave=False):
         try:
             content = path.read_bytes()
         except OSError as exc:
@@ -241,11 +244,12 @@ def _store(stored: dict, path: Path) -> None:
 def load(root: str | Path | None = None, options: Options | None = None, *, download: bool = True) -> ImdbData:
     options = options or Options()
     folder = locate(root, download)
-    cache = data_root(root).resolve() / CACHE / f"imdb-{_listing_key(folder, options)[:24]}.pt"
+    files = _files(folder)
+    cache = data_root(root).resolve() / CACHE / f"imdb-{_listing_key(files, options)[:24]}.pt"
     try:
         stored = torch.load(cache, weights_only=True)
     except Exception:  # absent, truncated or written by something else: tokenise again  # noqa: BLE001
-        stored = _build(folder, options)
+        stored = _build(files, options)
         try:
             _store(stored, cache)
         except OSError as exc:
