@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import optuna
@@ -146,3 +147,56 @@ def test_every_numeric_hyperparameter_has_a_limit():
 def test_seed_follows_the_configuration_only():
     assert Hyperparams(lr=0.01).seed() == Hyperparams(lr=0.01).seed()
     assert Hyperparams(lr=0.01).seed() != Hyperparams(lr=0.02).seed()
+
+
+PER_OPTIMIZER = """
+task = "surnames"
+n_trials = 12
+[sampler]
+type = "random"
+seed = 0
+[space]
+optimizer = { choices = ["adam", "sgd", "adadelta"] }
+lr = [
+  { low = 1e-4, high = 1e-2, log = true, when = { optimizer = "adam" } },
+  { low = 1e-2, high = 0.3, log = true, when = { optimizer = "sgd" } },
+  { low = 0.3, high = 3.0, log = true, when = { optimizer = "adadelta" } },
+]
+[[enqueue]]
+optimizer = "adadelta"
+lr = 1.0
+"""
+
+
+def test_a_parameter_may_have_a_range_per_condition(tmp_path):
+    path = tmp_path / "per-optimizer.toml"
+    path.write_text(PER_OPTIMIZER, encoding="utf-8")
+    spec = load_spec(str(path), TASKS)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [spec.sample(study.ask()) for _ in range(30)]
+    ranges = {"adam": (1e-4, 1e-2), "sgd": (1e-2, 0.3), "adadelta": (0.3, 3.0)}
+    assert {hp.optimizer for hp in drawn} == set(ranges)
+    assert all(ranges[hp.optimizer][0] <= hp.lr <= ranges[hp.optimizer][1] for hp in drawn)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (('when = { optimizer = "sgd" }', 'when = { optimizer = ["sgd", "adam"] }'),
+     "space.lr[1]: its `when` can hold together with that of lr[0]; give each definition conditions that exclude"),
+    ((', when = { optimizer = "adadelta" }', ""), "space.lr[2]: its `when` can hold together with that of lr[0]"),
+    (("lr = 1.0", "lr = 0.01"), "enqueue[0].lr: 0.01 is outside the space"),
+    (("high = 3.0", "high = -3.0"), "space.lr[2]: low (0.3) is greater than high (-3.0)"),
+])
+def test_several_definitions_must_exclude_each_other(tmp_path, change, problem):
+    path = tmp_path / "bad.toml"
+    path.write_text(PER_OPTIMIZER.replace(*change), encoding="utf-8")
+    with pytest.raises(SpecError, match=re.escape(problem)):
+        load_spec(str(path), TASKS)
+
+
+def test_an_ablation_varies_a_parameter_by_the_definition_its_base_uses(tmp_path):
+    from hpsearch.studies.ablation import levels
+
+    path = tmp_path / "per-optimizer.toml"
+    path.write_text(PER_OPTIMIZER, encoding="utf-8")
+    spec = load_spec(str(path), TASKS)
+    assert levels("lr", None, spec, {"optimizer": "sgd", "lr": 0.05}) == (0.005, 0.015, 0.05, 0.15, 0.5)

@@ -106,7 +106,8 @@ def levels(name: str, given: Sequence[str] | None, spec: StudySpec, base: dict[s
     fields = [f.name for f in dataclasses.fields(spec.hyperparams)]
     if name not in fields:
         raise HpsearchError(f"--factor {name}: not a parameter of task {spec.task} (known: {', '.join(fields)})")
-    param = next((p for p in spec.space if p.name == name), None)
+    defined = [p for p in spec.space if p.name == name]
+    param = next((p for p in defined if p.active(base)), defined[0] if defined else None)  # the base's definition
     if param is not None and not param.active(base):
         raise HpsearchError(f"--factor {name}: the spec uses it only when {_conditions(param)}, and the base trial "
                             "does not; pick a base trial that uses it with --base N")

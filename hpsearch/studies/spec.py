@@ -428,37 +428,50 @@ def _space(raw: Any, hyperparams: type[Hyperparams], problems: list[str]) -> tup
     hints = typing.get_type_hints(hyperparams)
     types = {f.name: hints[f.name] for f in dataclasses.fields(hyperparams)}
     params: list[Param] = []
-    for name, body in raw.items():
-        key = f"space.{name}"
+    for name, given in raw.items():
         if name not in types:
-            problems.append(f"{key}: unknown parameter (known: {', '.join(types)})")
+            problems.append(f"space.{name}: unknown parameter (known: {', '.join(types)})")
             continue
-        if not isinstance(body, dict):
-            body = {"value": body}  # `lr = 0.01` is shorthand for a fixed value
-        param = _param(name, body, key, types[name], hyperparams.limits.get(name), problems)
-        if param is None:
-            continue
-        for cond, allowed in param.when.items():
-            earlier = {p.name: p for p in params}
-            if cond not in earlier:
-                where = "is declared after it" if cond in raw else "is not in the space"
-                problems.append(f"{key}.when: condition on {cond!r}, which {where}")
-            elif (values := _values(earlier[cond])) and (bad := [v for v in allowed if v not in values]):
-                problems.append(f"{key}.when: {cond} can never be {', '.join(map(repr, bad))}")
-        params.append(param)
+        # A list is several definitions of one parameter, each under conditions that exclude the others
+        # (a learning-rate range per optimizer); `lr = 0.01` is shorthand for a fixed value.
+        several = isinstance(given, list) and all(isinstance(body, dict) for body in given) and given
+        bodies = given if several else [given if isinstance(given, dict) else {"value": given}]
+        for i, body in enumerate(bodies):
+            key = f"space.{name}[{i}]" if several else f"space.{name}"
+            param = _param(name, body, key, types[name], hyperparams.limits.get(name), problems)
+            if param is None:
+                continue
+            for cond, allowed in param.when.items():
+                values = {v for p in params if p.name == cond for v in _values(p)}
+                if not any(p.name == cond for p in params):
+                    where = "is declared after it" if cond in raw else "is not in the space"
+                    problems.append(f"{key}.when: condition on {cond!r}, which {where}")
+                elif values and (bad := [v for v in allowed if v not in values]):
+                    problems.append(f"{key}.when: {cond} can never be {', '.join(map(repr, bad))}")
+            problems += [f"{key}: its `when` can hold together with that of {name}[{j}]; give each definition "
+                         "conditions that exclude the others" for j, other in enumerate(p for p in params if p.name == name)
+                         if not _exclusive(param, other)]
+            params.append(param)
     return tuple(params)
+
+
+def _exclusive(a: Param, b: Param) -> bool:
+    """No configuration meets the conditions of both: some parameter is required to take disjoint values."""
+    return any(set(a.when[name]).isdisjoint(b.when[name]) for name in a.when.keys() & b.when.keys())
 
 
 def _enqueue(raw: Any, space: tuple[Param, ...], problems: list[str]) -> tuple[dict[str, Any], ...]:
     if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
         problems.append("enqueue: must be a list of tables, e.g. [[enqueue]]")
         return ()
-    params = {p.name: p for p in space}
     for i, entry in enumerate(raw):
         for name, value in entry.items():
-            if name not in params:
+            # The definitions whose conditions the entry's own values do not rule out.
+            defined = [p for p in space if p.name == name
+                       and all(cond not in entry or entry[cond] in allowed for cond, allowed in p.when.items())]
+            if not any(p.name == name for p in space):
                 problems.append(f"enqueue[{i}].{name}: not a searched parameter of the space")
-            elif not params[name].admits(value):
+            elif not any(p.admits(value) for p in defined):
                 problems.append(f"enqueue[{i}].{name}: {value!r} is outside the space")
     return tuple(raw)
 
