@@ -283,6 +283,8 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
     assert code == 0, err
     markdown = (tmp_path / "runs" / "reports" / "add" / "report.md").read_text()
     assert "Baseline: task addition has no cheap baseline." in markdown
+    # Pruned on digit accuracy, a pruned trial reported no exact match: only completed trials count.
+    assert "from completed trials only (the pruned ones reported another metric)" in markdown
     assert "median steps_to_exact" in markdown and "median ms/step" in markdown
     assert "Nonlinearity: tanh or relu" in markdown and "on the test split exact match" in markdown
 

@@ -138,7 +138,7 @@ def _more_search(study: optuna.Study, spec: StudySpec, metric: str) -> Section:
              if found.pruned_included else "completed trials only (the pruned ones reported another metric)")
     section.text.append(
         f"Expected best {metric} of n trials drawn like the {n} so far, from {which}, as Dodge et al. (2019, "
-        f"\"Show your work\") estimate it: {points}. Going from {max(n // 2, 1)} to {n} trials raised the "
+        f"\"Show your work\") estimate it: {points}. Going from {max(n // 2, 1)} to {n} trials improved the "
         f"expected best by {abs(at[n] - at[max(n // 2, 1)]):.4f}; the same draws predict {abs(at[2 * n] - at[n]):.4f} "
         f"more from doubling the budget to {2 * n}. The sampler learns as it goes, so its trials are not independent "
         "draws: read this as a guide to whether more trials would pay, not a promise.")

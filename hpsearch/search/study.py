@@ -211,7 +211,7 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
         _fit_baseline(study, spec, data, progress)
     budget = ablation.prepare(study) if ablation else Budget(options.n_trials or spec.n_trials, _plateau(spec, options))
     tracking = None
-    if uri and budget.finished(study) < budget.total:
+    if uri and budget.finished(study) < budget.total and not budget.stopped(study):
         settings = {"max_epochs": options.epochs or spec.max_epochs, **dataclasses.asdict(spec.data),
                     "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url),
                     **({"ablation_of": ablation.design.parent, "base_trial": ablation.design.base_trial}
@@ -238,10 +238,9 @@ def _fit_baseline(study: optuna.Study, spec: StudySpec, data: TaskData, progress
     if record.BASELINE_ATTR in study.user_attrs:
         return
     found = TASKS[spec.task].baseline(data)
+    record.write_baseline(study, found or record.Baseline(missing=f"task {spec.task} has no cheap baseline"))
     if found is None:
-        record.write_baseline(study, record.StoredBaseline(missing=f"task {spec.task} has no cheap baseline"))
         return
-    record.write_baseline(study, record.StoredBaseline(found.description, found.results, found.seconds))
     scores = ", ".join(f"{name} {value:.4f}" for name, value in found.results.items())
     progress.say(f"baseline, {found.description}: {scores} ({found.seconds:.1f} s)")
 

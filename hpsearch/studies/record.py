@@ -112,22 +112,23 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
 
 
 @dataclass(frozen=True)
-class StoredBaseline:
-    """A study's baseline (training/task.py: Baseline), or why it has none."""
+class Baseline:
+    """A cheap model of the study's task, fitted on the same train split (a task's ``baseline``): what a search
+    must beat to be worth it. Or why a study has none."""
 
     description: str | None = None
-    results: dict[str, float] = field(default_factory=dict)
-    seconds: float | None = None
+    results: dict[str, float] = field(default_factory=dict)  # the task's metrics: val_accuracy, test_accuracy, ...
+    seconds: float | None = None  # to fit and score it
     missing: str | None = None  # why there is no baseline: the task has none, or it was not fitted yet
 
 
-def write_baseline(study: optuna.Study, baseline: StoredBaseline) -> None:
+def write_baseline(study: optuna.Study, baseline: Baseline) -> None:
     study.set_user_attr(BASELINE_ATTR, {k: v for k, v in dataclasses.asdict(baseline).items() if v is not None})
 
 
-def read_baseline(study: optuna.Study) -> StoredBaseline:
+def read_baseline(study: optuna.Study) -> Baseline:
     stored = study.user_attrs.get(BASELINE_ATTR)
     if stored is None:  # a study created before baselines, not resumed since
-        return StoredBaseline(missing="not fitted for this study yet: `hpsearch run` fits it when it starts or "
+        return Baseline(missing="not fitted for this study yet: `hpsearch run` fits it when it starts or "
                                       "resumes")
-    return StoredBaseline(**stored)
+    return Baseline(**stored)

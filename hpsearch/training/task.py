@@ -21,6 +21,7 @@ from torch import nn
 
 from hpsearch.datasets import DataOptions
 from hpsearch.errors import HpsearchError
+from hpsearch.studies.record import Baseline
 from hpsearch.studies.spec import Hyperparams, Param
 
 Direction = Literal["maximize", "minimize"]
@@ -64,15 +65,6 @@ QUESTIONS = (
     Question("hidden_size", "Hidden size", ("hidden_size",), "How wide?"),
     Question("lr", "Learning rate", ("lr",), "Which learning rate?"),
 )
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A cheap model of the same task, fitted on the same train split: what a search must beat to be worth it."""
-
-    description: str
-    results: dict[str, float]  # the task's metrics on validation and test: val_accuracy, test_accuracy, ...
-    seconds: float  # to fit and score it
 
 
 @dataclass(frozen=True)
