@@ -5,6 +5,7 @@ regression, fitted on the study's train split and scored on its validation and t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,8 +35,19 @@ def sequences(split: LabelledSplit) -> list[list[int]]:
     return rows
 
 
-def ngram_logistic(data: LabelledData, ngrams: tuple[int, int], token: str) -> Baseline:
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class NgramLogistic:
+    """The fitted baseline: TF-IDF over marked n-grams of token ids, then the logistic regression."""
+
+    vectorizer: TfidfVectorizer
+    model: LogisticRegression
+
+    def probabilities(self, split: LabelledSplit) -> torch.Tensor:
+        """(rows, classes) class probabilities of a split's sequences."""
+        return torch.from_numpy(self.model.predict_proba(self.vectorizer.transform(sequences(split)))).float()
+
+
+def fit_ngram_logistic(data: LabelledData, ngrams: tuple[int, int]) -> NgramLogistic:
     low, high = ngrams
 
     def grams(ids: list[int]) -> list[tuple[int, ...]]:
@@ -46,12 +58,19 @@ def ngram_logistic(data: LabelledData, ngrams: tuple[int, int], token: str) -> B
     train = data.split("train")
     model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
     model.fit(vectorizer.fit_transform(sequences(train)), train.labels.cpu().numpy())
+    return NgramLogistic(vectorizer, model)
+
+
+def ngram_logistic(data: LabelledData, ngrams: tuple[int, int], token: str) -> Baseline:
+    start = time.perf_counter()
+    fitted = fit_ngram_logistic(data, ngrams)
     results = {}
     for name in ("val", "test"):
         split = data.split(name)
-        predicted = torch.from_numpy(model.predict(vectorizer.transform(sequences(split))))
+        predicted = fitted.probabilities(split).argmax(1)
         accuracy, balanced = accuracies(predicted, split.labels.cpu(), len(data.classes))
         results |= {f"{name}_accuracy": accuracy, f"{name}_balanced_accuracy": balanced}
+    low, high = ngrams
     description = (f"class-weighted {token} {low}-{high}-gram TF-IDF + logistic regression, C = {C:g}, fitted on "
                    "the same train split")
     return Baseline(description, results, time.perf_counter() - start)
