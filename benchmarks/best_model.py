@@ -20,24 +20,14 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from hpsearch.datasets.batching import Split, ordered_batches
+from hpsearch.datasets.batching import Split
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
 from hpsearch.training.baseline import fit_ngram_logistic
-from hpsearch.training.classification import EVAL_BATCH, EVAL_TOKENS, accuracies
+from hpsearch.training.classification import accuracies, probabilities
 from hpsearch.training.loop import Fit
 from hpsearch.training.registry import TASKS
-
-
-@torch.no_grad()
-def probabilities(model: torch.nn.Module, split) -> torch.Tensor:
-    model.eval()
-    out = torch.empty(len(split), len(model.classes))
-    for index in ordered_batches(split.lengths, EVAL_BATCH, EVAL_TOKENS):
-        tokens, lengths, _ = split.batch(index)
-        out[index] = model(tokens, lengths).softmax(-1)
-    return out
 
 
 def scores(probs: torch.Tensor, split, classes: int) -> dict[str, float]:

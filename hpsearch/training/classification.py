@@ -100,6 +100,18 @@ def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluat
                       predictions=predictions.cpu())
 
 
+@torch.no_grad()
+def probabilities(model: nn.Module, data: LabelledSplit) -> torch.Tensor:
+    """(rows, classes) class probabilities of a split's sequences, on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    found = torch.empty(len(data), len(model.classes))
+    for index in ordered_batches(data.lengths, EVAL_BATCH, EVAL_TOKENS):
+        tokens, lengths, _ = data.batch(index)
+        found[index] = model(tokens.to(device), lengths).softmax(-1).cpu()
+    return found
+
+
 def accuracies(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
     """Accuracy, and balanced accuracy: the mean recall over the classes present."""
     hits = (predictions == labels).float()
@@ -182,13 +194,8 @@ class SequenceClassification(Task):
         keep = [i for i, seq in enumerate(encoded) if seq]
         results: list[list[tuple[str, float]]] = [[] for _ in texts]
         if keep:
-            split = tensorise([encoded[i] for i in keep], [0] * len(keep))
-            device = next(model.parameters()).device
-            probabilities = torch.empty(len(keep), len(model.classes))
-            for index in ordered_batches(split.lengths, EVAL_BATCH, EVAL_TOKENS):
-                tokens, lengths, _ = split.batch(index)
-                probabilities[index] = model.eval()(tokens.to(device), lengths).softmax(-1).cpu()
-            best = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+            found = probabilities(model, tensorise([encoded[i] for i in keep], [0] * len(keep)))
+            best = found.topk(min(top_k, found.shape[1]), dim=1)
             for row, i in enumerate(keep):
                 ranked = zip(best.values[row].tolist(), best.indices[row].tolist(), strict=True)
                 results[i] = [(model.classes[c], p) for p, c in ranked]
