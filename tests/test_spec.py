@@ -25,8 +25,12 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 def test_builtin_surnames_spec_is_valid():
     assert "surnames" in builtin_names()
     spec = load_spec("surnames", TASKS)
-    assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
+    assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_blended_accuracy", "maximize")
     assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
+    assert spec.timeout == 3000 and spec.stop is not None
+    # every optimizer gets exactly one learning-rate range
+    for optimizer in next(p for p in spec.space if p.name == "optimizer").choices:
+        assert sum(p.active({"optimizer": optimizer}) for p in spec.space if p.name == "lr") == 1
     names = {p.name for p in spec.space}
     assert {"cell", "implementation", "bidirectional", "num_layers", "hidden_size", "embedding_dim", "dropout",
             "optimizer", "lr", "weight_decay", "batch_size", "grad_clip", "momentum", "nonlinearity"} <= names
@@ -44,7 +48,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
 """)
     assert found == [
         "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
-        "name, prune_on, pruner, sampler, space, stop, task)",
+        "name, prune_on, pruner, sampler, space, stop, task, timeout)",
         "task: unknown task 'poetry' (known: addition, imdb, makenames, surnames)",
         "space.hidden_size: low (64) is greater than high (32)",
         "space.lr: log scale needs low > 0, got 0.0",
@@ -68,6 +72,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('[pruner]\nn_warmup = 3', "pruner.n_warmup: not an option of MedianPruner"),
     ('metric = "val_loss"\ndirection = "maximize"', "direction: val_loss must be minimized, not 'maximize'"),
     ('n_trials = 0', "n_trials: must be a whole number >= 1, got 0"),
+    ('timeout = -5', "timeout: must be a number of seconds > 0, got -5"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\nlr = 0.5', "enqueue[0].lr: 0.5 is outside the space"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\ncell = "gru"',
      "enqueue[0].cell: not a searched parameter of the space"),

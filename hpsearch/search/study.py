@@ -281,7 +281,9 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
         budget.admit(trial)
         return objective(trial)
 
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
+    # The spec's time budget is a search's; an ablation runs exactly the trials it queued.
+    timeout = options.timeout if options.timeout is not None or ablation else spec.timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not failures.stopped and (deadline is None or time.monotonic() < deadline):
             finished, remaining = budget.finished(study), budget.remaining(study)

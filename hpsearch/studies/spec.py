@@ -195,6 +195,7 @@ class StudySpec:
     space: tuple[Param, ...] = ()
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
     stop: StopRule | None = None
+    timeout: float | None = None  # seconds after which a run starts no new trial; --timeout overrides
 
     @property
     def metric(self) -> str:
@@ -217,7 +218,7 @@ class StudySpec:
         return self.hyperparams(**chosen)
 
 
-_TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "n_trials", "max_epochs",
+_TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "n_trials", "max_epochs", "timeout",
              "data", "sampler", "pruner", "space", "enqueue", "stop"}
 _PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
 
@@ -296,6 +297,9 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
         value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"{key}: must be a whole number >= 1, got {value!r}")
+    timeout = raw.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
+        problems.append(f"timeout: must be a number of seconds > 0, got {timeout!r}")
     data = _data_options(raw.get("data", {}), task.data_options if task else DataOptions, problems)
     hyperparams = task.hyperparams if task else Hyperparams
     sampler = _component("sampler", raw.get("sampler", {}), SAMPLERS, "tpe", problems)
@@ -314,7 +318,7 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
     return StudySpec(name=name, path=path, task=task_name, metrics=metrics, directions=directions,
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20), prune_on=prune_on,
                      description=raw.get("description", ""), data=data, hyperparams=hyperparams, sampler=sampler,
-                     pruner=pruner, space=space, enqueue=enqueue, stop=stop)
+                     pruner=pruner, space=space, enqueue=enqueue, stop=stop, timeout=timeout)
 
 
 def _name(raw: dict, path: Path, problems: list[str]) -> str:

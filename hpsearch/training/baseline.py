@@ -13,7 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from hpsearch.datasets.batching import ordered_batches
-from hpsearch.training.classification import EVAL_BATCH, EVAL_TOKENS, accuracies
+from hpsearch.training.classification import EVAL_BATCH, EVAL_TOKENS, scores
 from hpsearch.training.task import Baseline
 
 if TYPE_CHECKING:
@@ -67,9 +67,8 @@ def ngram_logistic(data: LabelledData, ngrams: tuple[int, int], token: str) -> B
     results = {}
     for name in ("val", "test"):
         split = data.split(name)
-        predicted = fitted.probabilities(split).argmax(1)
-        accuracy, balanced = accuracies(predicted, split.labels.cpu(), len(data.classes))
-        results |= {f"{name}_accuracy": accuracy, f"{name}_balanced_accuracy": balanced}
+        found = scores(fitted.probabilities(split).argmax(1), split.labels.cpu(), len(data.classes))
+        results |= {f"{name}_{metric}": value for metric, value in found.items()}
     low, high = ngrams
     description = (f"class-weighted {token} {low}-{high}-gram TF-IDF + logistic regression, C = {C:g}, fitted on "
                    "the same train split")
