@@ -27,7 +27,7 @@ def test_builtin_surnames_spec_is_valid():
     spec = load_spec("surnames", TASKS)
     assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_blended_accuracy", "maximize")
     assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
-    assert spec.timeout == 3000 and spec.stop is not None
+    assert spec.timeout == 2700 and spec.stop is not None
     # every optimizer gets exactly one learning-rate range
     for optimizer in next(p for p in spec.space if p.name == "optimizer").choices:
         assert sum(p.active({"optimizer": optimizer}) for p in spec.space if p.name == "lr") == 1
