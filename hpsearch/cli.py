@@ -122,7 +122,7 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
     improved by no more than min_delta over the last 15 finished trials, on every worker.
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
     """
-    from hpsearch.search import lookup, results, study, workers
+    from hpsearch.search import lookup, results, served, study, workers
     from hpsearch.search.progress import Progress
 
     spec = lookup.load(study_ref)
@@ -137,6 +137,10 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
         found = lookup.require_study(spec.name, url)
     else:
         found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
+    if served.serves_ensemble(spec):
+        if not quiet:
+            click.echo("assembling the model the study serves (its best trials and its baseline) ...", err=True)
+        served.assemble_served(found, spec, options)
     try:
         click.echo(results.format_summary(results.best_summary(found)))
     except HpsearchError as exc:
@@ -293,8 +297,9 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
 @_artifacts
 @_where
 def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
-    """What the best trial's model answers for raw input, as its task reads it; with no arguments, one input
-    per line of stdin.
+    """What the study's model answers for raw input, as its task reads it; with no arguments, one input per line
+    of stdin. The model is the one `hpsearch run` assembled for a classification study (its best trials and its
+    baseline: `hpsearch best` says which), else the best trial's.
 
     \b
     Example:
@@ -303,13 +308,19 @@ def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
       hpsearch predict --study addition 123456789 987654321
     """
     from hpsearch.search import lookup
-    from hpsearch.studies.record import best_trial
+    from hpsearch.studies import record
 
     workdir_path, url = _locate(workdir, storage)
-    trial = best_trial(lookup.require_study(lookup.study_name(study_ref), url))
-    trained = _checkpoints(artifacts, workdir_path, create=False).load(trial)
+    found = lookup.require_study(lookup.study_name(study_ref), url)
+    checkpoints = _checkpoints(artifacts, workdir_path, create=False)
+    if trained := checkpoints.served(found):
+        source = {"model": record.read_served(found).description}
+    else:
+        trial = record.best_trial(found)
+        trained, source = checkpoints.load(trial), {"model": f"trial #{trial.number}", "trial": trial.number}
     lines = () if inputs else tuple(line.strip() for line in sys.stdin if line.strip())
-    rows = [{**row, "trial": trial.number} for row in trained.predict(inputs, lines, top_k)]
+    rows = [{**row, **source} for row in trained.predict(inputs, lines, top_k)]
+    click.echo(f"model: {source['model']}", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return

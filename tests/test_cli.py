@@ -103,8 +103,8 @@ def test_best_prints_the_best_trial_as_text_and_json(env, spec_file):
     assert {"val_balanced_accuracy", "test_balanced_accuracy", "epochs", "best_epoch"} <= summary.keys()
     baseline = summary["baseline"]
     assert baseline["description"].startswith("class-weighted character 1-4-gram TF-IDF + logistic regression")
-    assert set(baseline["results"]) == {"val_accuracy", "val_balanced_accuracy", "test_accuracy",
-                                        "test_balanced_accuracy"}
+    assert set(baseline["results"]) == {f"{split}_{score}" for split in ("val", "test")
+                                        for score in ("accuracy", "balanced_accuracy", "blended_accuracy")}
     code, out, _ = hpsearch("best", "--study", "tiny")
     assert code == 0 and f"best trial of 'tiny': #{best.number}" in out and "test_balanced_accuracy" in out
     ahead = summary["test_accuracy"] - baseline["results"]["test_accuracy"]
@@ -211,7 +211,7 @@ def bad_files(folder: Path) -> None:
     (["run", "--study", "tiny.toml", "--n-jobs", "1000"], "--n-jobs 1000: 1000 workers need about"),
     (["report", "--study", "tiny.toml", "--out", "/proc/hpsearch", "--no-mlflow"], "--out /proc/hpsearch: cannot"),
     (["predict", "--study", "tiny.toml", "--artifacts", "elsewhere", "Petrov"],
-     "checkpoint (artifact "),
+     "the served model of study 'tiny' (artifact "),
     (["predict", "--study", "tiny.toml"], "nothing to predict: give the input as arguments, or one per line on stdin"),
 ], ids=lambda value: value[-1] if isinstance(value, list) else None)
 def test_user_errors_are_one_line_exit_2_and_lose_nothing(env, spec_file, tmp_path, monkeypatch, one_trial_study,

@@ -162,7 +162,10 @@ def test_best_model_is_a_logged_model_that_answers_raw_input_loaded_and_served(s
     # Not mlflow.set_tracking_uri: it also sets the environment variable, for every later test.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
-    assert parent.data.tags["best.trial"] == str(study.best_trial.number)
+    # The study's served model (its best trials and baseline), not only its best trial, is what MLflow serves.
+    served = record.read_served(study)
+    assert parent.data.tags["best.trial"] == " ".join("baseline" if n is None else f"#{n}" for n in served.members)
+    assert parent.data.tags["best.model"] == served.description
     [logged] = [m for m in client.search_logged_models([parent.info.experiment_id])
                 if m.model_id == parent.data.tags["best.model_id"]]
     assert logged.source_run_id == parent.info.run_id and logged.name == "best-model"
@@ -191,8 +194,8 @@ def test_best_model_is_a_logged_model_that_answers_raw_input_loaded_and_served(s
 
 
 def checkpoints_model(workdir, study):
-    """The best trial's model as `hpsearch predict` loads it, from the study's artifact store."""
-    return Checkpoints(str(workdir / "artifacts"), workdir, create=False).load(study.best_trial).model
+    """The study's served model as `hpsearch predict` loads it, from the study's artifact store."""
+    return Checkpoints(str(workdir / "artifacts"), workdir, create=False).served(study).model
 
 
 def test_no_mlflow_writes_no_tracking_store(tmp_path, data_root, spec_file):

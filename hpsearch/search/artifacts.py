@@ -59,24 +59,37 @@ class Checkpoints:
 
     def save(self, trial: optuna.Trial, content: bytes) -> dict[str, str]:
         """Upload a trial's checkpoint; returns the record field that finds it again."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}.pt"  # the file name optuna-dashboard shows
-            path.write_bytes(content)
-            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
-                                          mimetype="application/octet-stream")
-        return {"checkpoint_artifact": artifact_id}
+        return {"checkpoint_artifact": self._upload(trial, content, f"trial-{trial.number}.pt")}
+
+    def save_served(self, study: optuna.Study, content: bytes) -> str:
+        """Upload the model a study serves, as an artifact of the study; returns its artifact id."""
+        return self._upload(study, content, "served-model.pt")
 
     def load(self, trial: optuna.trial.FrozenTrial) -> checkpoint.Trained:
         """The model a completed trial saved, in eval mode, with its task."""
         if artifact_id := record.read(trial).checkpoint_artifact:
-            try:
-                with self.store.open_reader(artifact_id) as reader:
-                    return checkpoint.load(reader.read())
-            except ArtifactNotFound:
-                raise HpsearchError(f"trial {trial.number}'s checkpoint (artifact {artifact_id}) is not in the "
-                                    f"artifact store {self.where}; pass --artifacts (or HPSEARCH_ARTIFACTS) naming "
-                                    "the store the search wrote to") from None
+            return self._read(artifact_id, f"trial {trial.number}'s checkpoint")
         return checkpoint.load(self._legacy_path(trial))
+
+    def served(self, study: optuna.Study) -> checkpoint.Trained | None:
+        """The model the study serves (training/assembly.py), or None where it has none."""
+        found = record.read_served(study)
+        return None if found is None else self._read(found.artifact, f"the served model of study '{study.study_name}'")
+
+    def _upload(self, owner: optuna.Trial | optuna.Study, content: bytes, file_name: str) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / file_name  # the file name optuna-dashboard shows
+            path.write_bytes(content)
+            return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=owner,
+                                   mimetype="application/octet-stream")
+
+    def _read(self, artifact_id: str, what: str) -> checkpoint.Trained:
+        try:
+            with self.store.open_reader(artifact_id) as reader:
+                return checkpoint.load(reader.read())
+        except ArtifactNotFound:
+            raise HpsearchError(f"{what} (artifact {artifact_id}) is not in the artifact store {self.where}; pass "
+                                "--artifacts (or HPSEARCH_ARTIFACTS) naming the store the search wrote to") from None
 
     def _legacy_path(self, trial: optuna.trial.FrozenTrial) -> Path:
         """A checkpoint of a study stored before the artifact store: at its absolute path, or, for a work

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from hpsearch.search.storage import open_storage
 from hpsearch.studies import record
 
-_CONTEXT = ("params", "hyperparams", "study", "trial", "metric", "value", "baseline")
+_CONTEXT = ("params", "hyperparams", "study", "trial", "metric", "value", "baseline", "served_model")
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any]:
@@ -31,6 +31,7 @@ def best_summary(study: optuna.Study) -> dict[str, Any]:
         "checkpoint_artifact": stored.checkpoint_artifact,
         "hyperparams": stored.hyperparams,
         "baseline": dataclasses.asdict(record.read_baseline(study)),
+        "served_model": dataclasses.asdict(served) if (served := record.read_served(study)) else None,
     }
 
 
@@ -43,13 +44,21 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  params:")
     lines += [f"    {name:<22}{value:.4g}" if isinstance(value, float) else f"    {name:<22}{value}"
               for name, value in summary["params"].items()]
-    baseline = summary["baseline"]
+    baseline, served = summary["baseline"], summary["served_model"]
+    if served:
+        lines.append(f"served model (predict, MLflow): {served['description']}; chosen on validation, against "
+                     "the best trial:")
+        lines += _against_best(served["results"], summary)
     if baseline["missing"]:
         return "\n".join([*lines, f"baseline: {baseline['missing']}"])
     lines.append(f"baseline: {baseline['description']} ({baseline['seconds']:.1f} s), against the best trial:")
-    lines += [f"  {name:<24}{value:.4f}  best trial {summary[name] - value:+.4f}" if name in summary
-              else f"  {name:<24}{value:.4f}" for name, value in baseline["results"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines + _against_best(baseline["results"], summary))
+
+
+def _against_best(results: dict[str, float], summary: dict[str, Any]) -> list[str]:
+    """A model's results, each with how far the best trial is above it."""
+    return [f"  {name:<24}{value:.4f}  best trial {summary[name] - value:+.4f}" if name in summary
+            else f"  {name:<24}{value:.4f}" for name, value in results.items()]
 
 
 def stored_studies(storage_url: str) -> list[dict[str, Any]]:

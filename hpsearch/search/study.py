@@ -23,6 +23,7 @@ from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.budget import Budget, FailureStreak, Plateau
 from hpsearch.search.objective import Objective
 from hpsearch.search.progress import Progress
+from hpsearch.search.served import serves_ensemble
 from hpsearch.search.storage import HEARTBEAT_GRACE_S, experimental_ok, open_storage
 from hpsearch.search.tracking import TrialTracking
 from hpsearch.studies import StudySpec, record
@@ -216,9 +217,11 @@ def _open_session(spec: StudySpec, options: SearchOptions, progress: Progress, d
                     "data_fingerprint": data.fingerprint, "storage": mask(options.storage_url),
                     **({"ablation_of": ablation.design.parent, "base_trial": ablation.design.base_trial}
                        if ablation else {})}
-        # An ablation's best trial is a finding about a level, not a model to serve.
+        # An ablation's best trial is a finding about a level, not a model to serve; a study that serves an
+        # ensemble registers it once assembled (search/served.py), not each worker's best trial.
+        register = None if serves_ensemble(spec) else options.register_model
         tracking = TrialTracking(study, spec, uri, artifact_root=options.workdir / ARTIFACTS,
-                                 settings=settings, register_as=options.register_model, log_best=ablation is None)
+                                 settings=settings, register_as=register, log_best=ablation is None)
         stale.tracking = tracking
     session = _Session(data, storage, study, budget, stale, checkpoints, tracking)
     # A worker killed earlier left its trial RUNNING: fail it (closing its run, queueing its retry) now, or

@@ -132,3 +132,26 @@ def read_baseline(study: optuna.Study) -> Baseline:
         return Baseline(missing="not fitted for this study yet: `hpsearch run` fits it when it starts or "
                                       "resumes")
     return Baseline(**stored)
+
+
+SERVED_ATTR = "served_model"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What ``predict`` and the MLflow model of a classification study serve (training/assembly.py)."""
+
+    description: str  # which trials, how much baseline, how much prior correction
+    members: list[int | None]  # each member's trial; None for the baseline
+    results: dict[str, float]  # val_* and test_* scores
+    completed: int  # completed trials when it was assembled: a later one may change it
+    artifact: str  # its checkpoint's id in the study's artifact store
+
+
+def write_served(study: optuna.Study, served: ServedModel) -> None:
+    study.set_user_attr(SERVED_ATTR, dataclasses.asdict(served))
+
+
+def read_served(study: optuna.Study) -> ServedModel | None:
+    stored = study.user_attrs.get(SERVED_ATTR)
+    return None if stored is None else ServedModel(**stored)

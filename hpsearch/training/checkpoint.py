@@ -1,5 +1,6 @@
 """A trained model as bytes and back: the task's name, the configuration, what the task needs to rebuild the
-model, and the weights. Loaded with ``weights_only=True``: a checkpoint holds no code."""
+model, and the weights; or, for a study's served model, its members (trials' models and the fitted baseline)
+and how they are combined. Loaded with ``weights_only=True``: a checkpoint holds no code."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 
 from hpsearch.errors import HpsearchError
+from hpsearch.models.ensemble import Ensemble
+from hpsearch.models.ngram import NgramLogistic
 from hpsearch.studies import Hyperparams
 from hpsearch.training.registry import TASKS
 from hpsearch.training.task import Task
@@ -28,7 +31,7 @@ class Trained:
 
     task: Task
     model: nn.Module
-    hyperparams: Hyperparams
+    hyperparams: Hyperparams | None  # None for an ensemble, whose members each have their own
     meta: dict[str, Any]
 
     def predict(self, arguments: Sequence[str], lines: Sequence[str], top_k: int) -> list[dict[str, Any]]:
@@ -51,8 +54,20 @@ def to_bytes(task: Task, hp: Hyperparams, meta: Mapping[str, Any], state: Mappin
     return buffer.getvalue()
 
 
+def ensemble_to_bytes(task: Task, meta: Mapping[str, Any], model: Ensemble,
+                      hyperparams: Sequence[Hyperparams | None]) -> bytes:
+    """A served ensemble: each member rebuilt from its trial's ``hyperparams``, or None for the n-gram baseline."""
+    saved = [{"ngram": m.options} if hp is None else {"hyperparams": dataclasses.asdict(hp)}
+             for m, hp in zip(model.members, hyperparams, strict=True)]
+    buffer = io.BytesIO()
+    torch.save({"task": task.name, "meta": dict(meta), "members": saved,
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+    return buffer.getvalue()
+
+
 def load(source: str | Path | BinaryIO | bytes) -> Trained:
-    """The model a trial saved (a file, a stream or its bytes), in eval mode, on the CPU."""
+    """The model a trial saved, or a study's served ensemble (a file, a stream or its bytes), in eval mode, on
+    the CPU."""
     checkpoint = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
                             weights_only=True)
     if checkpoint["task"] not in TASKS:
@@ -61,7 +76,13 @@ def load(source: str | Path | BinaryIO | bytes) -> Trained:
     task = TASKS[checkpoint["task"]]
     # Checkpoints from before the task plug-ins kept the surname classifier's classes and vocabulary at the top.
     meta = checkpoint.get("meta") or {k: checkpoint[k] for k in ("classes", "vocab_size") if k in checkpoint}
-    hp = task.hyperparams_of(checkpoint["hyperparams"])
-    model = task.restore(hp, meta)
+    if "members" in checkpoint:
+        members = [NgramLogistic(**m["ngram"]) if "ngram" in m
+                   else task.restore(task.hyperparams_of(m["hyperparams"]), meta) for m in checkpoint["members"]]
+        hp, model = None, Ensemble(members, [0.0] * len(members), torch.zeros(len(meta["classes"])), 0.0)
+        model.classes = tuple(meta["classes"])
+    else:
+        hp = task.hyperparams_of(checkpoint["hyperparams"])
+        model = task.restore(hp, meta)
     model.load_state_dict(checkpoint["state_dict"])
     return Trained(task, model.eval(), hp, meta)

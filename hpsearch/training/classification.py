@@ -18,6 +18,7 @@ from hpsearch.training.task import Baseline, Epoch, Metric, Task
 
 EVAL_BATCH = 1024
 EVAL_TOKENS = 1 << 16  # and at most this many padded tokens: long reviews would otherwise need gigabytes
+SCORES = ("accuracy", "balanced_accuracy", "blended_accuracy")  # what scores() measures from predictions
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluat
 def probabilities(model: nn.Module, data: LabelledSplit) -> torch.Tensor:
     """(rows, classes) class probabilities of a split's sequences, on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
+    device = next(iter(model.state_dict().values())).device  # a fitted baseline has buffers, no parameters
     found = torch.empty(len(data), len(model.classes))
     for index in ordered_batches(data.lengths, EVAL_BATCH, EVAL_TOKENS):
         tokens, lengths, _ = data.batch(index)
@@ -117,14 +118,13 @@ def scores(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) ->
     per_class = torch.zeros(num_classes, device=hits.device).index_add_(0, labels, hits)
     support = torch.bincount(labels, minlength=num_classes)
     accuracy, balanced = hits.mean().item(), (per_class[support > 0] / support[support > 0]).mean().item()
-    return {"accuracy": accuracy, "balanced_accuracy": balanced, "blended_accuracy": (accuracy + balanced) / 2}
+    return dict(zip(SCORES, (accuracy, balanced, (accuracy + balanced) / 2), strict=True))
 
 
 class SequenceClassification(Task):
     """A token sequence in, one of ``classes`` out. A subclass loads the data and encodes raw text."""
 
-    metrics = tuple(Metric(name, "maximize", perfect=1.0)
-                    for name in ("accuracy", "balanced_accuracy", "blended_accuracy"))
+    metrics = tuple(Metric(name, "maximize", perfect=1.0) for name in SCORES)
     objective = "val_accuracy"
     has_classes = True
     subject: ClassVar[str] = "input"  # what an input is called in a prediction row ("name")
@@ -147,6 +147,12 @@ class SequenceClassification(Task):
         from hpsearch.training.baseline import ngram_logistic  # scikit-learn: only where a baseline is fitted
 
         return ngram_logistic(data, self.baseline_ngrams, self.token)
+
+    def baseline_model(self, data: LabelledData) -> nn.Module:
+        """The baseline ``baseline`` scores, fitted again (it is deterministic) to serve in an ensemble."""
+        from hpsearch.training.baseline import fit_ngram_logistic
+
+        return fit_ngram_logistic(data, self.baseline_ngrams)
 
     def describe(self, data: LabelledData) -> dict[str, Any]:
         return {"classes": list(data.classes), "vocab_size": data.vocab_size}

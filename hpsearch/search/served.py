@@ -1,0 +1,78 @@
+"""The model a classification study serves, assembled after a search from its stored trials and its baseline
+(training/assembly.py): kept in the study's artifact store, recorded on the study (``record.ServedModel``), and
+logged to MLflow as the study's best model. ``predict`` and ``hpsearch best`` use it and say what it is.
+
+A study whose objective is not one of the classification scores (a loss, several objectives) serves its best
+trial, as every other task does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.mlflow import ARTIFACTS, StudyTracking, check_reachable, tracking_uri
+from hpsearch.search.artifacts import Checkpoints, location
+from hpsearch.search.tracking import PARENT_ATTR
+from hpsearch.studies import StudySpec, record
+from hpsearch.training import TASKS, checkpoint
+from hpsearch.training.assembly import TOP, assemble
+from hpsearch.training.classification import SCORES, SequenceClassification
+
+if TYPE_CHECKING:
+    from hpsearch.search.study import SearchOptions
+
+
+def serves_ensemble(spec: StudySpec) -> bool:
+    return (isinstance(TASKS[spec.task], SequenceClassification) and not spec.multi_objective
+            and spec.metric.removeprefix("val_") in SCORES and spec.metric.startswith("val_"))
+
+
+def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions) -> record.ServedModel | None:
+    """Assemble the study's served model, or keep it when no trial completed since; None where the study serves
+    its best trial."""
+    if not serves_ensemble(spec):
+        return None
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    served, content = record.read_served(study), None
+    if completed and (served is None or served.completed != len(completed)):
+        served, content = _assemble(study, spec, options, completed)
+    # A study searched without MLflow has no parent run to hold the model.
+    if served and options.mlflow and PARENT_ATTR in study.user_attrs and (content or options.register_model):
+        _publish(study, spec, options, served, content)
+    return served
+
+
+def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
+              completed: list[FrozenTrial]) -> tuple[record.ServedModel, bytes]:
+    task = TASKS[spec.task]
+    ranked = sorted(completed, key=lambda t: t.value, reverse=spec.direction == "maximize")[:max(TOP)]
+    checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
+    trained = {t.number: checkpoints.load(t) for t in ranked}
+    data = task.load(options.data_dir, spec.data)
+    assembled = assemble(data, [(n, t.model) for n, t in trained.items()], task.baseline_model(data),
+                         spec.metric.removeprefix("val_"))
+    content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
+                                           [None if n is None else trained[n].hyperparams for n in assembled.members])
+    served = record.ServedModel(description=assembled.choice.describe(list(trained)),
+                                members=list(assembled.members), results=assembled.results,
+                                completed=len(completed), artifact=checkpoints.save_served(study, content))
+    record.write_served(study, served)
+    return served, content
+
+
+def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, served: record.ServedModel, content: bytes | None) -> None:
+    """A newly assembled model becomes the parent run's best model; registered when --register-model asks."""
+    uri = tracking_uri(options.tracking_uri, options.workdir)
+    check_reachable(uri)
+    tracking = StudyTracking.open(uri, study.study_name, artifact_root=options.workdir / ARTIFACTS,
+                                  parent_run_id=study.user_attrs.get(PARENT_ATTR), params={})
+    if content:
+        members = " ".join("baseline" if n is None else f"#{n}" for n in served.members)
+        tracking.log_best_model(content, {"trial": members, "model": served.description,
+                                          "value": served.results[spec.metric], **served.results})
+    if options.register_model:
+        tracking.register_best(options.register_model)
+    tracking.close()

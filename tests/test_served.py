@@ -1,0 +1,121 @@
+"""The model a classification study serves: the n-gram baseline as a torch module, the choice of how to combine
+the best trials with it, and the assembled model as `run`, `best`, `predict` and the report use it."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from test_cli import hpsearch, stored
+
+from hpsearch.datasets.batching import Split
+from hpsearch.search.artifacts import Checkpoints
+from hpsearch.search.lookup import load
+from hpsearch.studies import record
+from hpsearch.training import TASKS
+from hpsearch.training.assembly import Choice, choose, log_prior
+from hpsearch.training.baseline import C, fit_ngram_logistic
+from hpsearch.training.classification import probabilities
+from hpsearch.training.surnames import Surnames
+
+
+def scikit_learn_baseline(data, low: int, high: int):
+    """The same baseline written directly with scikit-learn's own vectorizer: n-gram tuples of token ids."""
+    def rows(split):
+        return [split.tokens[i, :length].tolist() for i, length in enumerate(split.lengths.tolist())]
+
+    def grams(ids):
+        marked = [-1, *ids, -1]
+        return [tuple(marked[i:i + n]) for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
+
+    vectorizer = TfidfVectorizer(analyzer=grams, sublinear_tf=True)
+    regression = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
+    regression.fit(vectorizer.fit_transform(rows(data.train)), data.train.labels.numpy())
+    return lambda split: torch.from_numpy(regression.predict_proba(vectorizer.transform(rows(split)))).float()
+
+
+@pytest.mark.parametrize("languages", [3, 2])
+def test_the_baseline_module_answers_as_scikit_learn_does(data_root, languages):
+    if languages == 2:  # two classes: scikit-learn fits one logit
+        (data_root / "names" / "Gamma.txt").unlink()
+    data = Surnames().load(str(data_root), Surnames.data_options())
+    fitted = fit_ngram_logistic(data, (1, 3))
+    reference = scikit_learn_baseline(data, 1, 3)
+    for split in (data.val, data.test):
+        assert torch.allclose(probabilities(fitted, split), reference(split), atol=2e-3)
+    # Padding, batch order and the device's batch shape change nothing: one name alone scores the same.
+    test = data.test
+    alone = torch.cat([probabilities(fitted, Split(test.tokens[i:i + 1, :int(test.lengths[i])], test.lengths[i:i + 1],
+                                                   test.labels[i:i + 1])) for i in range(5)])
+    assert torch.allclose(alone, probabilities(fitted, data.test)[:5], atol=1e-6)
+
+
+def test_choose_keeps_the_best_trial_alone_unless_a_mix_scores_higher():
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    prior = log_prior(labels, 2)
+    sure = torch.tensor([[0.9, 0.1]] * 10)  # always the large class: accuracy 0.8, balanced 0.5
+    # Nothing to gain: the simplest choice stands.
+    assert choose([sure, sure], sure, labels, prior, "accuracy") == Choice(1, 0.0, 0.0)
+    # A baseline that knows the small class: balanced accuracy rises only with its help.
+    knows = torch.tensor([[0.6, 0.4]] * 8 + [[0.2, 0.8]] * 2)
+    chosen = choose([sure], knows, labels, prior, "balanced_accuracy")
+    assert chosen.baseline_weight > 0
+    # The prior correction alone can move a trial that ranks the small class a close second.
+    close = torch.tensor([[0.7, 0.3]] * 8 + [[0.55, 0.45]] * 2)
+    assert choose([close], None, labels, prior, "balanced_accuracy").tau > 0
+    assert "top 2 trials (#4 #7) averaged, mixed 0.7 / 0.3 with the baseline, divided by the class prior ^ 0.5" in \
+        Choice(2, 0.3, 0.5).describe([4, 7, 9])
+
+
+def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env, spec_file, data_root):
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "3", "--no-mlflow")
+    assert code == 0 and "assembling the model the study serves" in err, err
+    study = stored(env)
+    served = record.read_served(study)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert served.completed == len(complete) and served.members
+    assert {n for n in served.members if n is not None} <= {t.number for t in complete}
+
+    # The stored model is the weighted mixture of its members, as loaded from their own checkpoints.
+    checkpoints = Checkpoints(str(env / "artifacts"), env, create=False)
+    model = checkpoints.served(study).model
+    data = TASKS["surnames"].load(str(data_root), load(str(spec_file)).data)
+    members = [fit_ngram_logistic(data, (1, 4)) if n is None else checkpoints.load(study.trials[n]).model
+               for n in served.members]
+    mixed = sum(w * probabilities(m, data.test) for w, m in zip(model.weights.tolist(), members, strict=True))
+    expected = mixed * (-model.shift).exp()
+    assert torch.allclose(probabilities(model, data.test), expected / expected.sum(1, keepdim=True), atol=1e-5)
+    assert served.results["test_accuracy"] == pytest.approx(
+        (probabilities(model, data.test).argmax(1) == data.test.labels).float().mean().item())
+
+    code, out, _ = hpsearch("best", "--study", "tiny", "--json")
+    assert code == 0 and json.loads(out)["served_model"]["description"] == served.description
+    code, out, _ = hpsearch("best", "--study", "tiny")
+    assert f"served model (predict, MLflow): {served.description}" in out
+    code, out, err = hpsearch("predict", "--study", "tiny", "--json", "Petrovov", "McDonald")
+    rows = json.loads(out)
+    assert code == 0 and [r["model"] for r in rows] == [served.description] * 2 and "trial" not in rows[0]
+    assert f"model: {served.description}" in err
+    code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
+    assert code == 0, err
+    markdown = (env / "reports" / "tiny" / "report.md").read_text(encoding="utf-8")
+    assert f"Served model (what `hpsearch predict` and the MLflow model answer with): {served.description}" in markdown
+    assert "**Served model against the baseline**" in markdown
+
+    # Resumed with nothing new completed: the same model, not assembled again.
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "3", "--no-mlflow")
+    assert code == 0 and record.read_served(stored(env)).artifact == served.artifact
+
+
+def test_a_study_ranked_by_loss_serves_its_best_trial(env, spec_file):
+    spec_file.write_text(spec_file.read_text().replace('metric = "val_accuracy"\ndirection = "maximize"',
+                                                       'metric = "val_loss"\ndirection = "minimize"'))
+    code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2", "--no-mlflow")
+    assert code == 0 and "assembling" not in err and record.read_served(stored(env)) is None
+    code, out, err = hpsearch("predict", "--study", "tiny", "--json", "Petrovov")
+    best = stored(env).best_trial.number
+    assert code == 0 and json.loads(out)[0]["trial"] == best and f"model: trial #{best}" in err
