@@ -1,6 +1,7 @@
 """Which model should a classification study serve? Its best trial, the average of its top-k trials'
 probabilities, the best configuration retrained on train + validation, each under selection by plain or by
-balanced validation accuracy, or the best trial averaged with the study's baseline, scored on the test split.
+balanced validation accuracy, or what `hpsearch run` assembles (training/assembly.py: the best trials mixed
+with the baseline and corrected by the class prior, chosen on validation), scored on the test split.
 
 Reads a stored study of a padded-split task (surnames) and its checkpoints. Only two models train: the
 retrained one (the best trial's configuration and seed, its max_epochs schedule, stopped after its best epoch,
@@ -24,14 +25,16 @@ from hpsearch.datasets.batching import Split
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
-from hpsearch.training.baseline import fit_ngram_logistic
-from hpsearch.training.classification import accuracies, probabilities
+from hpsearch.training.assembly import assemble
+from hpsearch.training.classification import probabilities
+from hpsearch.training.classification import scores as measured
 from hpsearch.training.loop import Fit
 from hpsearch.training.registry import TASKS
 
 
 def scores(probs: torch.Tensor, split, classes: int) -> dict[str, float]:
-    return dict(zip(("accuracy", "balanced"), accuracies(probs.argmax(1), split.labels, classes), strict=True))
+    found = measured(probs.argmax(1), split.labels, classes)
+    return {"accuracy": found["accuracy"], "balanced": found["balanced_accuracy"]}
 
 
 def merged(a: Split, b: Split) -> Split:
@@ -58,7 +61,6 @@ def main() -> None:
     results = {t.number: record.read(t).results for t in done}
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     rows = []
-    ranked_by_accuracy = sorted(done, key=lambda t: results[t.number]["val_accuracy"], reverse=True)
     for select in ("val_accuracy", "val_balanced_accuracy"):
         ranked = sorted(done, key=lambda t: results[t.number][select], reverse=True)
         for k in (int(k) for k in args.top.split(",")):
@@ -86,16 +88,14 @@ def main() -> None:
         rows.append({"selected on": select, "model": f"trial {best.number} retrained on train + val",
                      "trials": str(best.number),
                      **{f"test {m}": v for m, v in scores(test, data.split("test"), n_classes).items()}})
-    # The search's best model and the baseline make different mistakes: the average of their probabilities.
-    fitted = fit_ngram_logistic(data, task.baseline_ngrams)
-    best = ranked_by_accuracy[0]
-    for weight in (0.3, 0.5, 0.7):
-        val = weight * cache[best.number][0] + (1 - weight) * fitted.probabilities(data.split("val"))
-        test = weight * cache[best.number][1] + (1 - weight) * fitted.probabilities(data.split("test"))
-        rows.append({"selected on": "val_accuracy", "model": f"{weight:g} x trial {best.number} + {1 - weight:g} x baseline",
-                     "trials": str(best.number),
-                     **{f"val {m}": v for m, v in scores(val, data.split("val"), n_classes).items()},
-                     **{f"test {m}": v for m, v in scores(test, data.split("test"), n_classes).items()}})
+    # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the baseline.
+    by_value = sorted(done, key=lambda t: t.value, reverse=spec.direction == "maximize")
+    served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:5]], task.baseline_model(data),
+                      spec.metric.removeprefix("val_"))
+    rows.append({"selected on": spec.metric, "model": f"served: {served.choice.describe([t.number for t in by_value])}",
+                 "trials": " ".join(str(n) for n in served.members if n is not None),
+                 **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v
+                    for name, v in served.results.items() if "blended" not in name}})
     baseline = record.read_baseline(study)
     if not baseline.missing:
         rows.append({"model": "baseline", **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v

@@ -262,7 +262,7 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
     assert out.strip() == "999 + 1 = 1000: correct"
     code, out, _ = hpsearch("predict", "--study", str(adding), "--json", "123", "45")
     assert json.loads(out) == [{"a": "123", "b": "45", "sum": "168", "answer": "168", "correct": True,
-                                "trial": 0}]
+                                "model": "trial #0", "trial": 0}]
     for bad, problem in ((["12", "x"], "'12 x': give two non-negative integers"),
                          (["1", "2", "3"], "'1 2 3': give two non-negative integers"),
                          (["-4", "5"], "'-4 5': give two non-negative integers"),

@@ -54,11 +54,12 @@ def test_train_reproduces_a_trial_and_reports_spread_over_seeds(env, spec_file):
     assert original.state == TrialState.COMPLETE
     code, out, err = hpsearch("train", "--study", str(spec_file), "--trial", "0", "--quiet")
     assert code == 0, err
-    row = out.strip().splitlines()[2].split()
+    lines = out.strip().splitlines()
+    row = dict(zip(["seed", *lines[0].split()], lines[2].split(), strict=False))
     kept = record.read(original)
-    assert int(row[0]) == kept.seed
-    assert float(row[1]) == round(kept.results["val_accuracy"], 4)  # same seed, same result
-    assert float(row[3]) == round(kept.results["test_accuracy"], 4)
+    assert int(row["seed"]) == kept.seed
+    assert float(row["val_accuracy"]) == round(kept.results["val_accuracy"], 4)  # same seed, same result
+    assert float(row["test_accuracy"]) == round(kept.results["test_accuracy"], 4)
 
     code, out, err = hpsearch("train", "--study", str(spec_file), "--trial", "0", "--seeds", "3", "--seed", "7",
                               "--epochs", "1", "--quiet")

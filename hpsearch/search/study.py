@@ -316,6 +316,9 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
         raise Interrupted(f"{how}: {marked}finished trials are kept. Resume with the same command.") from None
     if reason := budget.stopped(study):
         progress.say(f"{reason}. {Plateau.more}")
+    elif deadline is not None and time.monotonic() >= deadline and budget.finished(study) < budget.total:
+        progress.say(f"time budget of {timeout:g} s spent: {budget.finished(study)} of {budget.total} trials "
+                     "finished. Run again to search on (--timeout sets another budget).")
     if failures.stopped:
         if tracking:
             tracking.close("FAILED")
