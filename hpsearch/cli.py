@@ -140,7 +140,10 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
     if served.serves_ensemble(spec):
         if not quiet:
             click.echo("assembling the model the study serves (its best trials and its baseline) ...", err=True)
-        served.assemble_served(found, spec, options)
+        try:
+            served.assemble_served(found, spec, options)
+        except HpsearchError as exc:  # the search itself went well: keep its exit status, say what is missing
+            click.echo(f"the served model was not assembled: {exc}", err=True)
     try:
         click.echo(results.format_summary(results.best_summary(found)))
     except HpsearchError as exc:
@@ -314,7 +317,10 @@ def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
     found = lookup.require_study(lookup.study_name(study_ref), url)
     checkpoints = _checkpoints(artifacts, workdir_path, create=False)
     if trained := checkpoints.served(found):
-        source = {"model": record.read_served(found).description}
+        served = record.read_served(found)
+        source = {"model": served.description}
+        if len(served.members) == 1 and served.members[0] is not None:  # one trial's model, served or not
+            source["trial"] = served.members[0]
     else:
         trial = record.best_trial(found)
         trained, source = checkpoints.load(trial), {"model": f"trial #{trial.number}", "trial": trial.number}

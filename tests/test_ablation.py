@@ -60,7 +60,7 @@ def test_levels_follow_the_space_around_the_base():
             "optimizer": "adam", "batch_size": 32, "embedding_dim": 64, "momentum": 0.0}
     assert levels("cell", None, spec, base) == ("rnn", "gru", "lstm")
     assert levels("bidirectional", None, spec, base) == (True, False)
-    assert levels("num_layers", None, spec, base) == (1, 2, 3, 4)
+    assert levels("num_layers", None, spec, base) == (1, 2, 3)
     assert levels("lr", None, spec, base) == (0.0003, 0.0009, 0.003, 0.009, 0.03)
     assert levels("hidden_size", None, spec, base) == (32, 64, 128, 256, 512)
     assert levels("dropout", None, spec, base) == (0.0, 0.15, 0.3, 0.45, 0.5, 0.6)  # the base joins the spread

@@ -25,7 +25,8 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 def test_builtin_surnames_spec_is_valid():
     assert "surnames" in builtin_names()
     spec = load_spec("surnames", TASKS)
-    assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_blended_accuracy", "maximize")
+    assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
+    assert spec.serve_metric == "val_blended_accuracy"
     assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
     assert spec.timeout == 2700 and spec.stop is not None
     # every optimizer gets exactly one learning-rate range
@@ -48,7 +49,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
 """)
     assert found == [
         "colour: unknown key (known: data, description, direction, enqueue, max_epochs, metric, n_trials, "
-        "name, prune_on, pruner, sampler, space, stop, task, timeout)",
+        "name, prune_on, pruner, sampler, serve_metric, space, stop, task, timeout)",
         "task: unknown task 'poetry' (known: addition, imdb, makenames, surnames)",
         "space.hidden_size: low (64) is greater than high (32)",
         "space.lr: log scale needs low > 0, got 0.0",
@@ -73,6 +74,8 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('metric = "val_loss"\ndirection = "maximize"', "direction: val_loss must be minimized, not 'maximize'"),
     ('n_trials = 0', "n_trials: must be a whole number >= 1, got 0"),
     ('timeout = -5', "timeout: must be a number of seconds > 0, got -5"),
+    ('serve_metric = "val_loss"', "serve_metric: 'val_loss' is not a validation metric to maximize (known: "
+                                  "val_accuracy, val_balanced_accuracy, val_blended_accuracy)"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\nlr = 0.5', "enqueue[0].lr: 0.5 is outside the space"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\ncell = "gru"',
      "enqueue[0].cell: not a searched parameter of the space"),

@@ -94,7 +94,10 @@ class Checkpoints:
     def _legacy_path(self, trial: optuna.trial.FrozenTrial) -> Path:
         """A checkpoint of a study stored before the artifact store: at its absolute path, or, for a work
         folder that was moved or copied, at the same place under this work folder."""
-        recorded = Path(record.read(trial).checkpoint or "")
+        if not record.read(trial).checkpoint:
+            raise HpsearchError(f"trial {trial.number} recorded no checkpoint: its worker saved none where this host "
+                                "can see it")
+        recorded = Path(record.read(trial).checkpoint)
         moved = self.workdir / "checkpoints" / recorded.parent.name / recorded.name
         for path in (recorded, moved):
             if path.name and path.is_file():

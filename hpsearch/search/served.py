@@ -20,6 +20,7 @@ from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS, checkpoint
 from hpsearch.training.assembly import TOP, assemble
 from hpsearch.training.classification import SCORES, SequenceClassification
+from hpsearch.training.loop import resolve_device
 
 if TYPE_CHECKING:
     from hpsearch.search.study import SearchOptions
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def serves_ensemble(spec: StudySpec) -> bool:
     return (isinstance(TASKS[spec.task], SequenceClassification) and not spec.multi_objective
-            and spec.metric.removeprefix("val_") in SCORES and spec.metric.startswith("val_"))
+            and spec.serve_metric in {f"val_{score}" for score in SCORES})
 
 
 def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions) -> record.ServedModel | None:
@@ -51,9 +52,9 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     ranked = sorted(completed, key=lambda t: t.value, reverse=spec.direction == "maximize")[:max(TOP)]
     checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
     trained = {t.number: checkpoints.load(t) for t in ranked}
-    data = task.load(options.data_dir, spec.data)
-    assembled = assemble(data, [(n, t.model) for n, t in trained.items()], task.baseline_model(data),
-                         spec.metric.removeprefix("val_"))
+    data, device = task.load(options.data_dir, spec.data), resolve_device(options.device)
+    assembled = assemble(data, [(n, t.model.to(device)) for n, t in trained.items()],
+                         task.baseline_model(data).to(device), spec.serve_metric.removeprefix("val_"))
     content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
                                            [None if n is None else trained[n].hyperparams for n in assembled.members])
     served = record.ServedModel(description=assembled.choice.describe(list(trained)),
@@ -63,7 +64,8 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     return served, content
 
 
-def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, served: record.ServedModel, content: bytes | None) -> None:
+def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, served: record.ServedModel,
+             content: bytes | None) -> None:
     """A newly assembled model becomes the parent run's best model; registered when --register-model asks."""
     uri = tracking_uri(options.tracking_uri, options.workdir)
     check_reachable(uri)
@@ -72,7 +74,7 @@ def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, serve
     if content:
         members = " ".join("baseline" if n is None else f"#{n}" for n in served.members)
         tracking.log_best_model(content, {"trial": members, "model": served.description,
-                                          "value": served.results[spec.metric], **served.results})
+                                          "value": served.results[spec.serve_metric], **served.results})
     if options.register_model:
         tracking.register_best(options.register_model)
     tracking.close()

@@ -196,6 +196,7 @@ class StudySpec:
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
     stop: StopRule | None = None
     timeout: float | None = None  # seconds after which a run starts no new trial; --timeout overrides
+    serve_metric: str = ""  # what a classification study's served model is chosen by (search/served.py)
 
     @property
     def metric(self) -> str:
@@ -218,7 +219,8 @@ class StudySpec:
         return self.hyperparams(**chosen)
 
 
-_TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "n_trials", "max_epochs", "timeout",
+_TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "serve_metric", "n_trials",
+             "max_epochs", "timeout",
              "data", "sampler", "pruner", "space", "enqueue", "stop"}
 _PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
 
@@ -293,6 +295,7 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
         task = tasks[task_name]
     metrics, directions = _objectives(raw, task, problems)
     prune_on = _prune_on(raw, task, metrics, directions, problems)
+    serve_metric = _serve_metric(raw, task, metrics[0], problems)
     for key, default in (("n_trials", 40), ("max_epochs", 20)):
         value = raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -318,7 +321,8 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
     return StudySpec(name=name, path=path, task=task_name, metrics=metrics, directions=directions,
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20), prune_on=prune_on,
                      description=raw.get("description", ""), data=data, hyperparams=hyperparams, sampler=sampler,
-                     pruner=pruner, space=space, enqueue=enqueue, stop=stop, timeout=timeout)
+                     pruner=pruner, space=space, enqueue=enqueue, stop=stop, timeout=timeout,
+                     serve_metric=serve_metric)
 
 
 def _name(raw: dict, path: Path, problems: list[str]) -> str:
@@ -367,6 +371,15 @@ def _prune_on(raw: dict, task: TaskDeclaration | None, metrics: tuple[str, ...],
         problems.append(f"prune_on: {prune_on} is {selectable[prune_on]}d, but the study is {directions[0]}d; "
                         f"prune on a metric that is {directions[0]}d too")
     return prune_on
+
+
+def _serve_metric(raw: dict, task: TaskDeclaration | None, metric: str, problems: list[str]) -> str:
+    """The served model's choices are made by maximizing it on the validation split."""
+    serve_metric = raw.get("serve_metric", metric)
+    if task and "serve_metric" in raw and task.selectable().get(serve_metric) != "maximize":
+        known = ", ".join(m for m, direction in task.selectable().items() if direction == "maximize")
+        problems.append(f"serve_metric: {serve_metric!r} is not a validation metric to maximize (known: {known})")
+    return serve_metric
 
 
 def _stop(raw: Any, multi: bool, problems: list[str]) -> StopRule | None:

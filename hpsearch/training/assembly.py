@@ -20,7 +20,7 @@ from torch import nn
 
 from hpsearch.models.ensemble import Ensemble
 from hpsearch.models.ngram import NgramLogistic
-from hpsearch.training.classification import LabelledData, probabilities, scores
+from hpsearch.training.classification import LabelledData, device_of, probabilities, scores
 
 TOP = (1, 2, 3, 5)  # how many of the best trials may be averaged
 STEPS = tuple(i / 10 for i in range(11))  # the baseline's weight and the prior correction's power tau
@@ -84,7 +84,8 @@ def assemble(data: LabelledData, ranked: Sequence[tuple[int, nn.Module]], baseli
     members: list[tuple[int | None, nn.Module, float]] = [(n, m, share) for n, m in ranked[:choice.top]]
     if choice.baseline_weight:
         members.append((None, baseline, choice.baseline_weight))
-    model = Ensemble([m for _, m, _ in members], [w for _, _, w in members], prior, choice.tau).eval()
+    model = Ensemble([m for _, m, _ in members], [w for _, _, w in members], prior, choice.tau)
+    model = model.to(device_of(members[0][1])).eval()
     model.classes = tuple(data.classes)
     results = {}
     for name in ("val", "test"):

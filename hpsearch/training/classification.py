@@ -99,11 +99,15 @@ def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluat
                       predictions=predictions.cpu())
 
 
+def device_of(model: nn.Module) -> torch.device:
+    return next(iter(model.state_dict().values())).device  # a fitted baseline has buffers, no parameters
+
+
 @torch.no_grad()
 def probabilities(model: nn.Module, data: LabelledSplit) -> torch.Tensor:
     """(rows, classes) class probabilities of a split's sequences, on the CPU."""
     model.eval()
-    device = next(iter(model.state_dict().values())).device  # a fitted baseline has buffers, no parameters
+    device = device_of(model)
     found = torch.empty(len(data), len(model.classes))
     for index in ordered_batches(data.lengths, EVAL_BATCH, EVAL_TOKENS):
         tokens, lengths, _ = data.batch(index)
