@@ -101,7 +101,7 @@ def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_fil
     assert "Baseline: class-weighted character 1-4-gram TF-IDF + logistic regression" in markdown
     # The search serves its best trials mixed with the baseline: the table compares what a user gets.
     assert "**Served model against the baseline**" in markdown and "| test_balanced_accuracy |" in markdown
-    assert "| best trial | served model | baseline | difference |" in markdown
+    assert "| best trial | served model | baseline | served model - baseline |" in markdown
     # 5 completed and 1 pruned trial have a value (the pruned one its best report); the failed one has none.
     assert "drawn like the 6 so far, from completed and pruned trials" in markdown and "(budget.png)" in markdown
 

@@ -103,30 +103,31 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
                                for name, value in record.read(top).scores("test_").items()) or "nothing recorded"
         section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
                             "(selection used the validation split only).")
-        _against_baseline(section, study, record.read(top))
+        _against_baseline(section, study, record.read(top), spec.serve_metric)
     return section
 
 
-def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord) -> None:
+def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord, serve_metric: str) -> None:
     served = record.read_served(study)
     if served:
         section.text.append(f"Served model (what `hpsearch predict` and the MLflow model answer with): "
-                            f"{served.description}, chosen on the validation split by the study's metric.")
+                            f"{served.description}, chosen by {serve_metric} on the validation split.")
     baseline = record.read_baseline(study)
     if baseline.missing:
         section.text.append(f"Baseline: {baseline.missing}.")
         return
     # The served model is what a user gets, so the verdict is about it where there is one.
     model, results = ("the served model", served.results) if served else ("the best trial", best.results)
+    difference = f"{model[4:]} - baseline"
     rows = {name: {"best trial": best.results[name], **({"served model": served.results[name]} if served else {}),
-                   "baseline": value, "difference": results[name] - value}
+                   "baseline": value, difference: results[name] - value}
             for name, value in baseline.results.items() if name in best.results}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
-    test = table[table.index.str.startswith("test_")]["difference"]
+    test = table[table.index.str.startswith("test_")][difference]
     margin = f"{test.min():+.4f}" + ("" if test.min() == test.max() else f" to {test.max():+.4f}")
     verdict = (f"{model} is ahead on every test metric (by {margin})"
                if (test > 0).all() else f"{model} is not ahead on {', '.join(test.index[test <= 0])}: "
-               "on that metric the search has not yet paid for itself")
+               "there the search has not yet paid for itself")
     section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s); {verdict}.")
     section.tables.append((f"{model[4:].capitalize()} against the baseline", table))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,6 +13,7 @@ from plotly.offline import get_plotlyjs
 from hpsearch.report.build import Section, walk
 
 PLOTLY_JS = "plotly.min.js"  # written beside index.html: the page needs no network
+INLINE_CODE = re.compile(r"`([^`]+)`")  # the text is Markdown; the page shows its inline code as code
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em;display:block;max-width:100%;overflow-x:auto}
 td,th{padding:2px 8px;text-align:right;white-space:nowrap}
@@ -49,7 +51,7 @@ def write(sections: list[Section], title: str, out: Path) -> list[Path]:
         page.append(f"<h{depth}>{html.escape(section.title)}</h{depth}>")
         for text in section.text:
             markdown.append(text)
-            page.append(f"<p>{html.escape(text)}</p>")
+            page.append("<p>" + INLINE_CODE.sub(r"<code>\1</code>", html.escape(text)) + "</p>")
         for caption, table in section.tables:
             markdown.append(f"**{caption}**\n\n{_markdown_table(table)}")
             page.append(f"<p><b>{html.escape(caption)}</b></p>"
