@@ -8,6 +8,7 @@ import json
 import optuna
 import pytest
 import torch
+from torch import nn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from test_cli import hpsearch, stored
@@ -18,7 +19,7 @@ from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
 from hpsearch.training import TASKS, checkpoint
-from hpsearch.training.assembly import Choice, choose, log_prior
+from hpsearch.training.assembly import Choice, choose, gains
 from hpsearch.training.baseline import C, fit_ngram_logistic
 from hpsearch.training.classification import probabilities
 from hpsearch.training.surnames import Surnames
@@ -55,21 +56,38 @@ def test_the_baseline_module_answers_as_scikit_learn_does(data_root, languages):
     assert torch.allclose(alone, probabilities(fitted, data.test)[:5], atol=1e-6)
 
 
-def test_choose_keeps_the_best_trial_alone_unless_a_mix_scores_higher():
+def test_choose_keeps_the_best_trial_alone_unless_a_mixture_has_a_lower_log_loss():
     labels = torch.tensor([0] * 8 + [1] * 2)
-    prior = log_prior(labels, 2)
-    sure = torch.tensor([[0.9, 0.1]] * 10)  # always the large class: accuracy 0.8, balanced 0.5
+    sure = torch.tensor([[0.9, 0.1]] * 10)  # always the large class
     # Nothing to gain: the simplest choice stands.
-    assert choose([sure, sure], sure, labels, prior, "accuracy") == Choice(1, 0.0, 0.0)
-    # A baseline that knows the small class: balanced accuracy rises only with its help.
+    assert choose([sure, sure], sure, labels) == Choice(1, 0.0)
+    # A baseline that knows the small class lowers the log-loss: it gets a share.
     knows = torch.tensor([[0.6, 0.4]] * 8 + [[0.2, 0.8]] * 2)
-    chosen = choose([sure], knows, labels, prior, "balanced_accuracy")
-    assert chosen.baseline_weight > 0
-    # The prior correction alone can move a trial that ranks the small class a close second.
-    close = torch.tensor([[0.7, 0.3]] * 8 + [[0.55, 0.45]] * 2)
-    assert choose([close], None, labels, prior, "balanced_accuracy").tau > 0
-    assert "top 2 trials (#4 #7) averaged, mixed 0.7 / 0.3 with the baseline, divided by the class prior ^ 0.5" in \
-        Choice(2, 0.3, 0.5).describe([4, 7, 9])
+    assert choose([sure], knows, labels).baseline_weight > 0
+    # A second trial that knows it too is averaged in.
+    assert choose([sure, knows], None, labels).top == 2
+    assert Choice(2, 0.3).describe([4, 7, 9], "blended_accuracy") == \
+        "the top 2 trials (#4 #7) averaged, mixed 0.7 / 0.3 with the baseline, answering for blended accuracy"
+
+
+class Logits(nn.Module):
+    """A member whose logits are its input."""
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return tokens
+
+
+def test_gains_make_the_answer_the_one_the_metric_rewards():
+    labels = torch.tensor([0] * 9 + [1])  # class 1 is a tenth of the data, class 2 absent
+    assert gains("accuracy", labels, 3).tolist() == [1, 1, 1]
+    balanced = gains("balanced_accuracy", labels, 3)
+    assert balanced.tolist() == pytest.approx([1 / (2 * 0.9), 1 / (2 * 0.1), 1])
+    assert gains("blended_accuracy", labels, 3).tolist() == pytest.approx(((1 + balanced) / 2).tolist())
+    # p = (0.8, 0.2): accuracy answers class 0; balanced accuracy expects 0.8 / 1.8 < 0.2 / 0.2 from class 1.
+    mixture = Ensemble([Logits()], [1.0], gains("balanced_accuracy", labels, 2))
+    logits = torch.tensor([[0.8, 0.2]]).log()
+    assert mixture(logits, None).argmax(1).item() == 1
+    assert Ensemble([Logits()], [1.0], gains("accuracy", labels, 2))(logits, None).argmax(1).item() == 0
 
 
 def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env, spec_file, data_root):
@@ -88,7 +106,7 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     members = [fit_ngram_logistic(data, (1, 4)) if n is None else checkpoints.load(study.trials[n]).model
                for n in served.members]
     mixed = sum(w * probabilities(m, data.test) for w, m in zip(model.weights.tolist(), members, strict=True))
-    expected = mixed * (-model.shift).exp()
+    expected = mixed * model.log_gains.exp()
     assert torch.allclose(probabilities(model, data.test), expected / expected.sum(1, keepdim=True), atol=1e-5)
     assert served.results["test_accuracy"] == pytest.approx(
         (probabilities(model, data.test).argmax(1) == data.test.labels).float().mean().item())
@@ -96,7 +114,7 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     # The tiny data may leave one trial best alone: a mixture of every kind of member goes through the same
     # bytes and back.
     mixture = Ensemble([*(checkpoints.load(t).model for t in complete), fit_ngram_logistic(data, (1, 4))],
-                       [0.3] * len(complete) + [0.1], log_prior(data.train.labels, 3), 0.7)
+                       [0.3] * len(complete) + [0.1], gains("blended_accuracy", data.train.labels, 3))
     hyperparams = [checkpoints.load(t).hyperparams for t in complete] + [None]
     again = checkpoint.load(checkpoint.ensemble_to_bytes(TASKS["surnames"], {"classes": data.classes, "vocab_size":
                                                                             data.vocab_size}, mixture, hyperparams))

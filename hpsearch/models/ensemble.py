@@ -1,7 +1,6 @@
-"""Several classifiers as one: their class probabilities averaged with weights, then divided by the class prior
-raised to ``tau`` (a post-hoc logit adjustment, as in Menon et al. 2021, "Long-tail learning via logit
-adjustment"): tau 0 keeps the averaged probabilities, tau 1 ranks classes as if every class were equally common.
-"""
+"""Several classifiers as one: their class probabilities averaged with weights, each class then weighted by what
+answering it is worth (its gain under the metric served: 1 for accuracy, more for a rare class under balanced
+accuracy), so that the highest score is the answer that maximizes the expected metric."""
 
 from __future__ import annotations
 
@@ -12,16 +11,15 @@ from torch import nn
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float], log_prior: torch.Tensor,
-                 tau: float) -> None:
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float], gains: torch.Tensor) -> None:
         super().__init__()
         if len(members) != len(weights) or not members:
             raise ValueError("an ensemble needs one weight per member, and a member")
         self.members = nn.ModuleList(members)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32))
-        self.register_buffer("shift", tau * log_prior.float())
+        self.register_buffer("log_gains", gains.float().log())
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Log of the adjusted probabilities (not normalised: softmax normalises them)."""
+        """Log of the mixed probabilities times the gains (not normalised: softmax normalises them)."""
         mixed = sum(w * m(tokens, lengths).softmax(-1) for w, m in zip(self.weights, self.members, strict=True))
-        return mixed.clamp_min(torch.finfo(mixed.dtype).tiny).log() - self.shift
+        return mixed.clamp_min(torch.finfo(mixed.dtype).tiny).log() + self.log_gains

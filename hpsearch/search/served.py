@@ -53,11 +53,12 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
     trained = {t.number: checkpoints.load(t) for t in ranked}
     data, device = task.load(options.data_dir, spec.data), resolve_device(options.device)
+    metric = spec.serve_metric.removeprefix("val_")
     assembled = assemble(data, [(n, t.model.to(device)) for n, t in trained.items()],
-                         task.baseline_model(data).to(device), spec.serve_metric.removeprefix("val_"))
+                         task.baseline_model(data).to(device), metric)
     content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
                                            [None if n is None else trained[n].hyperparams for n in assembled.members])
-    served = record.ServedModel(description=assembled.choice.describe(list(trained)),
+    served = record.ServedModel(description=assembled.choice.describe(list(trained), metric),
                                 members=list(assembled.members), results=assembled.results,
                                 completed=len(completed), artifact=checkpoints.save_served(study, content))
     record.write_served(study, served)

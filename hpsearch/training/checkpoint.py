@@ -79,7 +79,7 @@ def load(source: str | Path | BinaryIO | bytes) -> Trained:
     if "members" in checkpoint:
         members = [NgramLogistic(**m["ngram"]) if "ngram" in m
                    else task.restore(task.hyperparams_of(m["hyperparams"]), meta) for m in checkpoint["members"]]
-        hp, model = None, Ensemble(members, [0.0] * len(members), torch.zeros(len(meta["classes"])), 0.0)
+        hp, model = None, Ensemble(members, [0.0] * len(members), torch.ones(len(meta["classes"])))
         model.classes = tuple(meta["classes"])
     else:
         hp = task.hyperparams_of(checkpoint["hyperparams"])

@@ -1,0 +1,145 @@
+"""Pruning that pays: epochs trained, training seconds and best validation value of one search under each
+pruner, on the same configurations.
+
+The configurations are drawn from a built-in study's space by a seeded random sampler, and each trains once,
+all its epochs, with its own seed (what the search would give it). Every arm then replays those learning
+curves through its pruner, in the same order, as a one-worker search would have met them: a trial's training
+does not depend on whether it is stopped later (its seed fixes it, and its cosine schedule is set by
+max_epochs), so a pruned trial is exactly a prefix of its full curve, and the arms differ only in where they
+stop. The arms: no pruning; patience early stopping (the students' method: stop after 3 epochs without a new
+best, and keep the trial); the spec's own pruner; Hyperband; successive halving; a 25th-percentile pruner
+with the spec's warm-up. (Optuna's Wilcoxon pruner compares per-instance losses within one evaluation, not
+epochs, so it is not one of them.)
+
+The curves are kept in a JSON file beside the study's work folder, so the replay can be rerun at no cost.
+
+    HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames          # 12 x 6 epochs
+    HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames --full   # 40 x the spec's epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import torch
+
+from hpsearch.search.lookup import load
+from hpsearch.studies.spec import PRUNERS
+from hpsearch.training.loop import Fit, TrainingDiverged
+from hpsearch.training.registry import TASKS
+
+PATIENCE = 3
+
+
+def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int) -> list[dict]:
+    """Each configuration's best-so-far validation values (spec.prune_on), its metric per epoch and seconds."""
+    task = TASKS[spec.task]
+    data = task.load(data_dir, spec.data)
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    found = []
+    for number in range(trials):
+        trial = draw.ask()
+        hp = spec.sample(trial)
+        fit = Fit(task, hp, data, max_epochs=epochs, seed=hp.seed(), device=torch.device("cpu"), select=spec.metric)
+        row = {"params": trial.params, "reports": [], "values": [], "seconds": [], "failed": False}
+        try:
+            for metrics in fit:
+                row["reports"].append(fit.best(spec.prune_on))
+                row["values"].append(metrics[spec.metric])
+                row["seconds"].append(metrics["epoch_seconds"])
+        except TrainingDiverged:
+            row["failed"] = True
+        draw.tell(trial, 0.0)
+        found.append(row)
+        print(f"  configuration {number}: {len(row['values'])} epochs, {sum(row['seconds']):.0f} s", flush=True)
+    return found
+
+
+def replay(rows: list[dict], pruner: optuna.pruners.BasePruner | None, direction: str) -> dict:
+    """A search over ``rows`` with ``pruner`` (None: patience early stopping): what it trained and found."""
+    # A fixed name: Hyperband assigns trials to brackets by hashing the study name with the trial number.
+    study = optuna.create_study(study_name="replay", direction=direction, pruner=pruner or optuna.pruners.NopPruner())
+    pick = max if direction == "maximize" else min
+    epochs, seconds = 0, 0.0
+    for row in rows:
+        trial = study.ask()
+        stop = len(row["values"])
+        for epoch, report in enumerate(row["reports"], start=1):
+            trial.report(report, epoch)
+            if pruner is None:
+                best_at = row["values"].index(pick(row["values"][:epoch])) + 1
+                if epoch - best_at >= PATIENCE:
+                    stop = epoch
+                    break
+            elif trial.should_prune():
+                stop = epoch
+                break
+        epochs += stop
+        seconds += sum(row["seconds"][:stop])
+        if row["failed"] and stop == len(row["values"]):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif pruner is not None and stop < len(row["values"]):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, pick(row["values"][:stop]))
+    completed = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    best = pick(completed, key=lambda t: t.value) if completed else None
+    return {"epochs": epochs, "seconds": seconds, "best": best.value if best else float("nan"),
+            "best trial": best.number if best else None, "completed": len(completed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="surnames")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--trials", type=int, help="configurations [default: 12, --full 40]")
+    parser.add_argument("--epochs", type=int, help="epochs each [default: 6, --full the spec's]")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curves", default="pruner-curves", help="folder for the trained curves")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load(args.study)
+    trials = args.trials or (40 if args.full else 12)
+    epochs = args.epochs or (spec.max_epochs if args.full else 6)
+    path = Path(args.curves) / f"{spec.name}-{trials}x{epochs}-seed{args.seed}.json"
+    if path.is_file():
+        rows = json.loads(path.read_text())
+    else:
+        print(f"training {trials} configurations of '{spec.name}' x {epochs} epochs, no pruning ...", flush=True)
+        start = time.perf_counter()
+        rows = curves(spec, trials, epochs, args.data_dir, args.seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows))
+        print(f"trained in {time.perf_counter() - start:.0f} s; curves kept in {path}")
+    options = spec.pruner.options if spec.pruner.type != "none" else {}
+    warmup = {k: v for k, v in options.items() if k in ("n_startup_trials", "n_warmup_steps")}
+    arms = {
+        "none": optuna.pruners.NopPruner(),
+        f"patience {PATIENCE}": None,
+        f"spec: {spec.pruner.type} {json.dumps(options)}": spec.pruner.build(PRUNERS),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
+        "successive halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        "percentile 25": optuna.pruners.PercentilePruner(25.0, **warmup),
+    }
+    table = pd.DataFrame({name: replay(rows, pruner, spec.direction) for name, pruner in arms.items()}).T
+    table = table.astype({"epochs": int, "completed": int, "seconds": float, "best": float})
+    none = table.loc["none"]
+    table["epochs / none"] = table["epochs"] / none["epochs"]
+    table["seconds / none"] = table["seconds"] / none["seconds"]
+    table["best - none (points)"] = (table["best"] - none["best"]) * 100
+    pd.set_option("display.width", 200)
+    print(f"\n{spec.name}: {trials} configurations x {epochs} epochs, replayed in the same order "
+          f"({spec.prune_on} reported, {spec.metric} ranked)")
+    print(table[["epochs", "epochs / none", "seconds / none", "completed", "best", "best - none (points)",
+                 "best trial"]].to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
