@@ -90,16 +90,18 @@ def main() -> None:
                      **{f"test {m}": v for m, v in scores(test, data.split("test"), n_classes).items()}})
     # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the baseline.
     by_value = sorted(done, key=lambda t: t.value, reverse=spec.direction == "maximize")
+    metric = spec.serve_metric.removeprefix("val_")
     served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:5]], task.baseline_model(data),
-                      spec.metric.removeprefix("val_"))
-    rows.append({"selected on": spec.metric, "model": f"served: {served.choice.describe([t.number for t in by_value])}",
+                      metric)
+    rows.append({"selected on": spec.metric,
+                 "model": f"served: {served.choice.describe([t.number for t in by_value], metric)}",
                  "trials": " ".join(str(n) for n in served.members if n is not None),
                  **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v
                     for name, v in served.results.items() if "blended" not in name}})
     baseline = record.read_baseline(study)
     if not baseline.missing:
         rows.append({"model": "baseline", **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v
-                                             for name, v in baseline.results.items()}})
+                                             for name, v in baseline.results.items() if "blended" not in name}})
     pd.set_option("display.width", 200)
     print(f"study '{spec.name}': {len(done)} completed trials; test split of {len(data.split('test'))} names")
     print(pd.DataFrame(rows).round(4).to_string(index=False, na_rep=""))

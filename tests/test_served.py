@@ -134,8 +134,8 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
     assert code == 0, err
     markdown = (env / "reports" / "tiny" / "report.md").read_text(encoding="utf-8")
-    assert (f"Served model (what `hpsearch predict` and the MLflow model answer with): {served.description}, "
-            "chosen by val_accuracy on the validation split.") in markdown
+    assert (f"Served model (what `hpsearch predict` and the MLflow model answer with): {served.description}; "
+            "the mixture chosen by its log-loss on the validation split.") in markdown
     assert "**Served model against the baseline**" in markdown
 
     # Resumed with nothing new completed: the same model, not assembled again.

@@ -103,15 +103,15 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
                                for name, value in record.read(top).scores("test_").items()) or "nothing recorded"
         section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
                             "(selection used the validation split only).")
-        _against_baseline(section, study, record.read(top), spec.serve_metric)
+        _against_baseline(section, study, record.read(top))
     return section
 
 
-def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord, serve_metric: str) -> None:
+def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord) -> None:
     served = record.read_served(study)
     if served:
         section.text.append(f"Served model (what `hpsearch predict` and the MLflow model answer with): "
-                            f"{served.description}, chosen by {serve_metric} on the validation split.")
+                            f"{served.description}; the mixture chosen by its log-loss on the validation split.")
     baseline = record.read_baseline(study)
     if baseline.missing:
         section.text.append(f"Baseline: {baseline.missing}.")

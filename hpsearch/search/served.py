@@ -2,8 +2,8 @@
 (training/assembly.py): kept in the study's artifact store, recorded on the study (``record.ServedModel``), and
 logged to MLflow as the study's best model. ``predict`` and ``hpsearch best`` use it and say what it is.
 
-A study whose objective is not one of the classification scores (a loss, several objectives) serves its best
-trial, as every other task does.
+A study whose ``serve_metric`` is not one of the classification scores (a loss), or that has several
+objectives, serves its best trial, as every other task does.
 """
 
 from __future__ import annotations
