@@ -8,10 +8,10 @@ import json
 import optuna
 import pytest
 import torch
-from torch import nn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from test_cli import hpsearch, stored
+from torch import nn
 
 from hpsearch.datasets.batching import Split
 from hpsearch.models.ensemble import Ensemble
@@ -66,6 +66,7 @@ def test_choose_keeps_the_best_trial_alone_unless_a_mixture_has_a_lower_log_loss
     assert choose([sure], knows, labels).baseline_weight > 0
     # A second trial that knows it too is averaged in.
     assert choose([sure, knows], None, labels).top == 2
+    assert Choice(1, 1.0).describe([4], "accuracy") == "the baseline alone, answering for accuracy"
     assert Choice(2, 0.3).describe([4, 7, 9], "blended_accuracy") == \
         "the top 2 trials (#4 #7) averaged, mixed 0.7 / 0.3 with the baseline, answering for blended accuracy"
 

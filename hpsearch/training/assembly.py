@@ -40,7 +40,9 @@ class Choice:
         chosen = trials[:self.top]
         numbers = " ".join(f"#{n}" for n in chosen)
         text = f"trial #{chosen[0]}" if self.top == 1 else f"the top {self.top} trials ({numbers}) averaged"
-        if self.baseline_weight:
+        if self.baseline_weight == 1:
+            text = "the baseline alone"
+        elif self.baseline_weight:
             text += f", mixed {1 - self.baseline_weight:g} / {self.baseline_weight:g} with the baseline"
         return text + f", answering for {metric.replace('_', ' ')}"
 
@@ -90,7 +92,7 @@ def assemble(data: LabelledData, ranked: Sequence[tuple[int, nn.Module]], baseli
     found = [probabilities(model, val) for _, model in ranked[:max(TOP)]]
     choice = choose(found, probabilities(baseline, val) if baseline is not None else None, val.labels)
     share = (1 - choice.baseline_weight) / choice.top
-    members: list[tuple[int | None, nn.Module, float]] = [(n, m, share) for n, m in ranked[:choice.top]]
+    members: list[tuple[int | None, nn.Module, float]] = [(n, m, share) for n, m in ranked[:choice.top] if share]
     if choice.baseline_weight:
         members.append((None, baseline, choice.baseline_weight))
     worth = gains(metric, data.split("train").labels, len(data.classes))
