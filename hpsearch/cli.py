@@ -121,6 +121,8 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
     A spec's [stop] table (trials = 15, min_delta = 0.002) ends the study early once the best value has
     improved by no more than min_delta over the last 15 finished trials, on every worker.
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
+    A classification study then assembles the model it serves from its best trials and its baseline
+    (`hpsearch best` says which; `predict` and the MLflow best model use it).
     """
     from hpsearch.search import lookup, results, served, study, workers
     from hpsearch.search.progress import Progress

@@ -196,7 +196,7 @@ class StudySpec:
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
     stop: StopRule | None = None
     timeout: float | None = None  # seconds after which a run starts no new trial; --timeout overrides
-    serve_metric: str = ""  # what a classification study's served model is chosen by (search/served.py)
+    serve_metric: str = ""  # what a classification study's served model answers for (search/served.py)
 
     @property
     def metric(self) -> str:
@@ -220,8 +220,7 @@ class StudySpec:
 
 
 _TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "serve_metric", "n_trials",
-             "max_epochs", "timeout",
-             "data", "sampler", "pruner", "space", "enqueue", "stop"}
+             "max_epochs", "timeout", "data", "sampler", "pruner", "space", "enqueue", "stop"}
 _PARAM_KEYS = {"type", "choices", "low", "high", "step", "log", "value", "when"}
 
 
@@ -374,7 +373,7 @@ def _prune_on(raw: dict, task: TaskDeclaration | None, metrics: tuple[str, ...],
 
 
 def _serve_metric(raw: dict, task: TaskDeclaration | None, metric: str, problems: list[str]) -> str:
-    """The served model's choices are made by maximizing it on the validation split."""
+    """What a classification study's served model answers for: a validation metric to maximize."""
     serve_metric = raw.get("serve_metric", metric)
     if task and "serve_metric" in raw and task.selectable().get(serve_metric) != "maximize":
         known = ", ".join(m for m, direction in task.selectable().items() if direction == "maximize")
