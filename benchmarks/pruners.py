@@ -11,7 +11,7 @@ best, and keep the trial); the spec's own pruner; Hyperband; successive halving;
 with the spec's warm-up. (Optuna's Wilcoxon pruner compares per-instance losses within one evaluation, not
 epochs, so it is not one of them.)
 
-The curves are kept in a JSON file beside the study's work folder, so the replay can be rerun at no cost.
+The curves are kept in a JSON file (hpsearch-runs/pruner-curves/), so the replay can be rerun at no cost.
 
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames          # 12 x 6 epochs
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames --full   # 40 x the spec's epochs
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs each [default: 6, --full the spec's]")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--curves", default="pruner-curves", help="folder for the trained curves")
+    parser.add_argument("--curves", default="hpsearch-runs/pruner-curves", help="folder for the trained curves")
     args = parser.parse_args()
     torch.set_num_threads(2)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

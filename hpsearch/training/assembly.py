@@ -59,10 +59,6 @@ def gains(metric: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
             "blended_accuracy": (1 + balanced) / 2}[metric]
 
 
-def log_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    return -probs[torch.arange(len(labels)), labels.cpu()].clamp_min(1e-12).log().mean().item()
-
-
 def choose(trials: Sequence[torch.Tensor], baseline: torch.Tensor | None, labels: torch.Tensor) -> Choice:
     """The mixture of validation probabilities (``trials`` best first, and the baseline's) with the lowest
     log-loss; a more complex one must be strictly lower: the search goes from the best trial alone outwards."""
@@ -70,7 +66,8 @@ def choose(trials: Sequence[torch.Tensor], baseline: torch.Tensor | None, labels
     for top in (k for k in TOP if k <= len(trials)):
         averaged = torch.stack(list(trials[:top])).mean(0)
         for weight in WEIGHTS if baseline is not None else (0.0,):
-            found = log_loss((1 - weight) * averaged + weight * baseline if weight else averaged, labels)
+            mixed = (1 - weight) * averaged + weight * baseline if weight else averaged
+            found = nn.functional.nll_loss(mixed.clamp_min(1e-12).log(), labels.cpu()).item()
             if found < lowest:
                 best, lowest = Choice(top, weight), found
     return best
