@@ -37,14 +37,15 @@ class Choice:
     baseline_weight: float  # the baseline's share of the probability; the trials share the rest equally
 
     def describe(self, trials: Sequence[int], metric: str) -> str:
+        answering = f", answering for {metric.replace('_', ' ')}"
+        if self.baseline_weight == 1:
+            return "the baseline alone" + answering
         chosen = trials[:self.top]
         numbers = " ".join(f"#{n}" for n in chosen)
         text = f"trial #{chosen[0]}" if self.top == 1 else f"the top {self.top} trials ({numbers}) averaged"
-        if self.baseline_weight == 1:
-            text = "the baseline alone"
-        elif self.baseline_weight:
+        if self.baseline_weight:
             text += f", mixed {1 - self.baseline_weight:g} / {self.baseline_weight:g} with the baseline"
-        return text + f", answering for {metric.replace('_', ' ')}"
+        return text + answering
 
 
 def gains(metric: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
