@@ -42,11 +42,12 @@ lr = {{ low = 1e-3, high = 1e-2, log = true }}
 """
 
 
-def run(spec: Path, workdir: Path, jobs: int, threads: int) -> tuple[float, float]:
+def run(spec: Path, workdir: Path, jobs: int, threads: int, device: str = "auto") -> tuple[float, float]:
     """Seconds of searching (first trial start to last trial end) and of wall time."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hpsearch", "run", "--study", str(spec), "--workdir", str(workdir),
-                    "--n-jobs", str(jobs), "--threads", str(threads), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+                    "--n-jobs", str(jobs), "--threads", str(threads), "--device", device, "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     trials = optuna.load_study(study_name="parallel-benchmark", storage=f"sqlite:///{workdir / 'optuna.db'}").trials
     searching = max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)

@@ -7,20 +7,24 @@ curves through its pruner, in the same order, as a one-worker search would have 
 does not depend on whether it is stopped later (its seed fixes it, and its cosine schedule is set by
 max_epochs), so a pruned trial is exactly a prefix of its full curve, and the arms differ only in where they
 stop. The arms: no pruning; patience early stopping (the students' method: stop after 3 epochs without a new
-best, and keep the trial); the spec's own pruner; Hyperband; successive halving; a 25th-percentile pruner
-with the spec's warm-up. (Optuna's Wilcoxon pruner compares per-instance losses within one evaluation, not
-epochs, so it is not one of them.)
+best, and keep the trial); the spec's own pruner; the median pruner (from the 5th trial, after 3 epochs);
+Hyperband; successive halving from the first epoch; a 25th-percentile pruner like the median one. (Optuna's
+Wilcoxon pruner compares per-instance losses within one evaluation, not epochs, so it is not one of them.)
+The curves are replayed in the order drawn and in shuffled orders (--orders), so that the best configuration
+comes early in some searches and late in others.
 
 The curves are kept in a JSON file (hpsearch-runs/pruner-curves/), so the replay can be rerun at no cost.
 
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames          # 12 x 6 epochs
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames --full   # 40 x the spec's epochs
+    HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames --trials 24 --epochs 12 --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -34,6 +38,8 @@ from hpsearch.training.loop import Fit, TrainingDiverged
 from hpsearch.training.registry import TASKS
 
 PATIENCE = 3
+# The median pruner of the surnames spec before this benchmark chose its pruner, and a percentile pruner like it.
+WARMUP = {"n_startup_trials": 4, "n_warmup_steps": 3}
 
 
 def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int) -> list[dict]:
@@ -101,9 +107,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs each [default: 6, --full the spec's]")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--orders", type=int, default=20, help="orders the curves are replayed in [default: 20]")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the training [default: 2]")
     parser.add_argument("--curves", default="hpsearch-runs/pruner-curves", help="folder for the trained curves")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load(args.study)
     trials = args.trials or (40 if args.full else 12)
@@ -119,27 +127,34 @@ def main() -> None:
         path.write_text(json.dumps(rows))
         print(f"trained in {time.perf_counter() - start:.0f} s; curves kept in {path}")
     options = spec.pruner.options if spec.pruner.type != "none" else {}
-    warmup = {k: v for k, v in options.items() if k in ("n_startup_trials", "n_warmup_steps")}
-    arms = {
-        "none": optuna.pruners.NopPruner(),
-        f"patience {PATIENCE}": None,
-        f"spec: {spec.pruner.type} {json.dumps(options)}": spec.pruner.build(PRUNERS),
-        "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
-        "successive halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
-        "percentile 25": optuna.pruners.PercentilePruner(25.0, **warmup),
+    arms = {  # built afresh for each replay: Hyperband keeps its brackets in the pruner
+        "none": optuna.pruners.NopPruner,
+        f"patience {PATIENCE}": lambda: None,
+        f"spec: {spec.pruner.type} {json.dumps(options)}": lambda: spec.pruner.build(PRUNERS),
+        "median (start-up 4, warm-up 3)": lambda: optuna.pruners.MedianPruner(**WARMUP),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
+        "successive halving (min 1)": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                                                       reduction_factor=3),
+        "percentile 25 (start-up 4, warm-up 3)": lambda: optuna.pruners.PercentilePruner(25.0, **WARMUP),
     }
-    table = pd.DataFrame({name: replay(rows, pruner, spec.direction) for name, pruner in arms.items()}).T
-    table = table.astype({"epochs": int, "completed": int, "seconds": float, "best": float})
-    none = table.loc["none"]
-    table["epochs / none"] = table["epochs"] / none["epochs"]
-    table["seconds / none"] = table["seconds"] / none["seconds"]
-    table["best - none (points)"] = (table["best"] - none["best"]) * 100
+    # Order 0 is the order drawn; the others shuffle it, so the best configuration is met early in some
+    # searches and late in others, after the start-up trials.
+    orders = [rows] + [random.Random(k).sample(rows, len(rows)) for k in range(1, args.orders)]
+    found = pd.DataFrame([{"arm": name, "order": k, **replay(order, make(), spec.direction)}
+                          for name, make in arms.items() for k, order in enumerate(orders)])
+    none = found[found["arm"] == "none"].set_index("order")
+    found["epochs / none"] = found["epochs"] / found["order"].map(none["epochs"])
+    found["seconds / none"] = found["seconds"] / found["order"].map(none["seconds"])
+    found["best - none"] = (found["best"] - found["order"].map(none["best"])) * 100
+    table = found.groupby("arm", sort=False).agg(**{
+        "epochs / none": ("epochs / none", "mean"), "seconds / none": ("seconds / none", "mean"),
+        "completed": ("completed", "mean"), "best - none (points)": ("best - none", "mean"),
+        "worst": ("best - none", "min"), "orders > 0.5 worse": ("best - none", lambda d: int((d < -0.5).sum()))})
     pd.set_option("display.width", 200)
-    print(f"\n{spec.name}: {trials} configurations x {epochs} epochs, replayed in the same order "
-          f"({spec.prune_on} reported, {spec.metric} ranked)")
-    print(table[["epochs", "epochs / none", "seconds / none", "completed", "best", "best - none (points)",
-                 "best trial"]].to_string(float_format=lambda v: f"{v:.3f}"))
-
+    print(f"\n{spec.name}: {trials} configurations x {epochs} epochs, replayed in {len(orders)} orders "
+          f"({spec.prune_on} reported, {spec.metric} ranked; best with no pruning {none['best'].iloc[0]:.4f}); "
+          "means over the orders:")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 if __name__ == "__main__":
     main()

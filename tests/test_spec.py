@@ -9,6 +9,7 @@ import pytest
 
 from hpsearch.errors import SpecError
 from hpsearch.studies import Hyperparams, builtin_names, load_spec
+from hpsearch.studies.spec import SAMPLERS
 from hpsearch.training import TASKS
 
 
@@ -27,7 +28,7 @@ def test_builtin_surnames_spec_is_valid():
     spec = load_spec("surnames", TASKS)
     assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
     assert spec.serve_metric == "val_blended_accuracy"
-    assert spec.pruner.type == "median" and spec.sampler.options["seed"] == 0
+    assert spec.pruner.type == "successive_halving" and spec.sampler.options["seed"] == 0
     assert spec.timeout == 2700 and spec.stop is not None
     # every optimizer gets exactly one learning-rate range
     for optimizer in next(p for p in spec.space if p.name == "optimizer").choices:
@@ -69,7 +70,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('[space]\nnum_layers = { low = 1.5, high = 3 }',
      "space.num_layers: num_layers takes a whole number, not a float range"),
     ('[space]\nlr = { low = 0.1, high = 0.2, colour = 1 }', "space.lr.colour: unknown key"),
-    ('[sampler]\ntype = "grid"', "sampler.type: unknown sampler 'grid' (known: tpe, random)"),
+    ('[sampler]\ntype = "grid"', "sampler.type: unknown sampler 'grid' (known: tpe, random, gp)"),
     ('[pruner]\nn_warmup = 3', "pruner.n_warmup: not an option of MedianPruner"),
     ('metric = "val_loss"\ndirection = "maximize"', "direction: val_loss must be minimized, not 'maximize'"),
     ('n_trials = 0', "n_trials: must be a whole number >= 1, got 0"),
@@ -185,6 +186,21 @@ def test_a_parameter_may_have_a_range_per_condition(tmp_path):
     ranges = {"adam": (1e-4, 1e-2), "sgd": (1e-2, 0.3), "adadelta": (0.3, 3.0)}
     assert {hp.optimizer for hp in drawn} == set(ranges)
     assert all(ranges[hp.optimizer][0] <= hp.lr <= ranges[hp.optimizer][1] for hp in drawn)
+
+
+def test_the_gp_sampler_draws_a_conditional_space(tmp_path):
+    # The GP models only the parameters every trial has; the per-optimizer lr ranges fall to its random sampler.
+    path = tmp_path / "gp.toml"
+    path.write_text(PER_OPTIMIZER.replace('type = "random"', 'type = "gp"\nn_startup_trials = 3'), encoding="utf-8")
+    spec = load_spec(str(path), TASKS)
+    study = optuna.create_study(sampler=spec.sampler.build(SAMPLERS, warn_independent_sampling=False))
+    assert isinstance(study.sampler, optuna.samplers.GPSampler)
+    ranges = {"adam": (1e-4, 1e-2), "sgd": (1e-2, 0.3), "adadelta": (0.3, 3.0)}
+    for _ in range(6):
+        trial = study.ask()
+        hp = spec.sample(trial)
+        assert ranges[hp.optimizer][0] <= hp.lr <= ranges[hp.optimizer][1]
+        study.tell(trial, hp.lr)
 
 
 @pytest.mark.parametrize(("change", "problem"), [

@@ -129,7 +129,8 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
                if (test > 0).all() else f"{model} is not ahead on {', '.join(test.index[test <= 0])}: "
                "there the search has not yet paid for itself")
     section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s); {verdict}.")
-    section.tables.append((f"{model[4:].capitalize()} against the baseline", table))
+    # Differences to the decimals of the scores beside them (the page shows 4 significant digits).
+    section.tables.append((f"{model[4:].capitalize()} against the baseline", table.round({difference: 4})))
 
 
 def _more_search(study: optuna.Study, spec: StudySpec, metric: str) -> Section:

@@ -14,7 +14,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hpsearch.errors import HpsearchError, Interrupted, StorageError, Terminated
+from hpsearch.errors import HpsearchError, SearchStopped, StorageError, Terminated
 from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import ARTIFACTS, check_reachable, tracking_uri
 from hpsearch.search import liveness
@@ -311,9 +311,8 @@ def run_search(spec: StudySpec, options: SearchOptions, progress: Progress, abla
             tracking.aborted(study, objective.stopped, interrupted)
         if not interrupted:
             raise
-        marked = "" if objective.stopped is None else f"trial {objective.stopped} was marked failed; "
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        raise Interrupted(f"{how}: {marked}finished trials are kept. Resume with the same command.") from None
+        raise SearchStopped(how, [] if objective.stopped is None else [objective.stopped]) from None
     if reason := budget.stopped(study):
         progress.say(f"{reason}. {Plateau.more}")
     elif deadline is not None and time.monotonic() >= deadline and budget.finished(study) < budget.total:

@@ -15,7 +15,7 @@ import sys
 import threading
 from types import FrameType
 
-from hpsearch.errors import HpsearchError, Interrupted, Terminated
+from hpsearch.errors import HpsearchError, Interrupted, SearchStopped, Terminated
 from hpsearch.search.ablation import Ablation
 from hpsearch.search.progress import Progress
 from hpsearch.search.resources import check_workers, cores
@@ -64,8 +64,8 @@ def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, er
     except HpsearchError as exc:
         errors.put(str(exc))
         sys.exit(2)
-    except Interrupted as exc:
-        errors.put(str(exc))
+    except SearchStopped as exc:
+        errors.put((exc.how, exc.failed))
         sys.exit(130)
 
 
@@ -99,10 +99,17 @@ def run_workers(spec: StudySpec, options: SearchOptions, n_jobs: int, quiet: boo
                     worker.terminate()
         for worker in workers:
             worker.join()
-    messages = list(dict.fromkeys(errors.get() for _ in range(sum(w.exitcode in (2, 130) for w in workers))))
+    reported = [errors.get() for _ in range(sum(w.exitcode in (2, 130) for w in workers))]
+    stops = [found for found in reported if isinstance(found, tuple)]
+    messages = list(dict.fromkeys(found for found in reported if isinstance(found, str)))
     codes = {worker.name: worker.exitcode for worker in workers}
     if any(code == 130 for code in codes.values()):
-        raise Interrupted(messages[0] if len(messages) == 1 else "; ".join(messages))
+        # One message for the stop, whose trials every worker marked failed; a worker's own error after it.
+        how = "terminated" if any(how == "terminated" for how, _ in stops) else "interrupted"
+        stop = SearchStopped(how, [number for _, failed in stops for number in failed])
+        if messages:
+            raise Interrupted("; ".join([str(stop), *messages]))
+        raise stop
     if any(code == 2 for code in codes.values()):
         raise HpsearchError("; ".join(messages))
     crashed = {name: code for name, code in codes.items() if code != 0}

@@ -1,0 +1,99 @@
+"""The GPU checks in one prepared run of a few minutes (a GPU machine is lent only now and then; CI has none).
+
+1. An epoch of the surnames baseline trial (the spec's first enqueued configuration: bi-GRU 128, batch 32), the
+   built-in and the hand-written cell, on the GPU against every CPU thread, side by side in one process. The
+   search's own training loop (training.loop.Fit): training, validation and all; the second epoch is timed, so
+   that cuDNN's set-up is left out.
+2. Where a GPU epoch goes: torch.profiler's busiest operators, and the share of the epoch the device computes.
+3. Trials per hour of `hpsearch run --n-jobs K --device DEVICE` for several K on one device, on parallel.py's
+   spec (every trial costs the same), relative to K = 1.
+
+Without CUDA the same runs on the CPU, with K = 1, 2: what a machine without a GPU can check.
+
+    HPSEARCH_DATA=../shared/data python benchmarks/gpu.py [--workers 1,2,4,8] [--trials 16] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from hpsearch.search.lookup import load
+from hpsearch.search.resources import cores
+from hpsearch.training.loop import Fit
+from hpsearch.training.registry import TASKS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parallel import SPEC, run  # the fixed-cost spec and one timed `hpsearch run`
+
+
+def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) -> tuple[float, str]:
+    """The second epoch's seconds; with ``profiled``, a third epoch under the profiler, summarised."""
+    fit = iter(Fit(task, hp, data.to(device), max_epochs=3, seed=0, device=device, select="val_accuracy"))
+    next(fit)
+    seconds = next(fit)["epoch_seconds"]
+    if not profiled:
+        return seconds, ""
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        next(fit)
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in events) / 1e6
+    table = events.table(sort_by="self_device_time_total", row_limit=12)
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel"))
+    return seconds, f"{table}\ndevice busy {busy:.2f} s of a {seconds:.2f} s epoch; {launches} kernel launches"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--workers", help="K values [default: 1,2,4,8 on a GPU, 1,2 on the CPU]")
+    parser.add_argument("--trials", type=int, default=16, help="trials per K [default: 16]")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per trial [default: 2]")
+    args = parser.parse_args()
+    gpu = torch.cuda.is_available()
+    device = torch.device("cuda" if gpu else "cpu")
+    spec = load("surnames")
+    task = TASKS[spec.task]
+    data = task.load(args.data_dir, spec.data)
+    baseline = task.hyperparams_of(spec.enqueue[0])
+    name = torch.cuda.get_device_name() if gpu else "no GPU"
+    print(f"device: {name}; {cores()} CPU threads; torch {torch.__version__}")
+
+    print("\n1. an epoch of the baseline trial (training + validation), second epoch:")
+    for implementation in ("builtin", "handwritten"):
+        hp = dataclasses.replace(baseline, implementation=implementation)
+        torch.set_num_threads(cores())
+        cpu, _ = epoch_seconds(task, hp, data, torch.device("cpu"))
+        if gpu:
+            on_gpu, summary = epoch_seconds(task, hp, data, device, profiled=implementation == "builtin")
+            print(f"  {implementation}: CPU ({cores()} threads) / GPU epoch time = {cpu / on_gpu:.2f}x "
+                  f"({cpu:.2f} s, {on_gpu:.2f} s)")
+            if summary:
+                print(f"\n2. where the GPU epoch goes (built-in cell):\n{summary}\n")
+        else:
+            print(f"  {implementation}: {cpu:.2f} s on {cores()} CPU threads (no GPU to compare)")
+
+    ks = [int(k) for k in (args.workers or ("1,2,4,8" if gpu else "1,2")).split(",")]
+    print(f"3. trials per hour of --n-jobs K --device {device.type}, {args.trials} trials x {args.epochs} epochs:")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "parallel.toml"
+        spec_path.write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
+        # One thread per worker on a GPU (the device does the work); on the CPU the cores are shared out.
+        per_hour = {}
+        for k in ks:
+            threads = 1 if gpu else max(1, cores() // k)
+            searching, _ = run(spec_path, Path(tmp) / f"k{k}", k, threads, device.type)
+            per_hour[k] = args.trials / searching * 3600
+            print(f"  K = {k}: {per_hour[k]:.0f} trials/hour, {per_hour[k] / per_hour[ks[0]]:.2f}x K = {ks[0]}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
