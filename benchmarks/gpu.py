@@ -52,7 +52,6 @@ def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir")
     parser.add_argument("--workers", help="K values [default: 1,2,4,8 on a GPU, 1,2 on the CPU]")
     parser.add_argument("--trials", type=int, default=16, help="trials per K [default: 16]")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial [default: 2]")
@@ -61,15 +60,15 @@ def main() -> None:
     device = torch.device("cuda" if gpu else "cpu")
     spec = load("surnames")
     task = TASKS[spec.task]
-    data = task.load(args.data_dir, spec.data)
+    data = task.load(None, spec.data)  # HPSEARCH_DATA, which the `hpsearch run` of part 3 reads too
     baseline = task.hyperparams_of(spec.enqueue[0])
     name = torch.cuda.get_device_name() if gpu else "no GPU"
     print(f"device: {name}; {cores()} CPU threads; torch {torch.__version__}")
 
     print("\n1. an epoch of the baseline trial (training + validation), second epoch:")
+    torch.set_num_threads(cores())
     for implementation in ("builtin", "handwritten"):
         hp = dataclasses.replace(baseline, implementation=implementation)
-        torch.set_num_threads(cores())
         cpu, _ = epoch_seconds(task, hp, data, torch.device("cpu"))
         if gpu:
             on_gpu, summary = epoch_seconds(task, hp, data, device, profiled=implementation == "builtin")
