@@ -96,7 +96,7 @@ def replay(rows: list[dict], pruner: optuna.pruners.BasePruner | None, direction
     completed = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     best = pick(completed, key=lambda t: t.value) if completed else None
     return {"epochs": epochs, "seconds": seconds, "best": best.value if best else float("nan"),
-            "best trial": best.number if best else None, "completed": len(completed)}
+            "completed": len(completed)}
 
 
 def main() -> None:
