@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -18,9 +19,11 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from servers import PG_PASSWORD
 
+from hpsearch.errors import Terminated
 from hpsearch.search.budget import Budget, OverBudget
 from hpsearch.search.lookup import load
 from hpsearch.search.study import open_study
+from hpsearch.search.workers import handle_stop_signals
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -41,7 +44,7 @@ def test_a_trial_started_after_the_budget_was_spoken_for_is_not_run():
 
 def worker(common: list[str], *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hpsearch", "run", *common, *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,  # a group of its own
                             env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
 
 
@@ -53,7 +56,10 @@ def test_workers_with_the_same_index_on_two_hosts_sample_apart(spec_file):
     assert first[0] != first[1]
 
 
-def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file):
+# SIGTERM to the main process (kill PID), or to its whole process group as `timeout`, `kill -- -PGID` and
+# process supervisors send it: then each worker gets it twice, directly and passed on by the main process.
+@pytest.mark.parametrize("group", [False, True], ids=["process", "group"])
+def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_file, group):
     # No early end and no pruning, so both workers are surely inside a trial when the signal comes.
     train_every_epoch(spec_file)
     spec_file.write_text(spec_file.read_text().replace("n_warmup_steps = 1", "n_warmup_steps = 10000"))
@@ -66,7 +72,10 @@ def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_
             training.add(line.split("]")[0])
         if len(training) == 2 or time.monotonic() > deadline:
             break
-    process.terminate()
+    if group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.terminate()
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
     # One message for both workers' stops, naming both trials.
@@ -80,6 +89,24 @@ def test_sigterm_to_n_jobs_stops_every_worker_cleanly(tmp_path, data_root, spec_
     for trial in stopped:
         assert trial.user_attrs["fail_reason"] == "interrupted by SIGTERM"
         assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+
+
+def test_a_sigterm_that_comes_again_while_stopping_changes_nothing():
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        handle_stop_signals()
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        # The stop's clean-up runs now, and the main process passes the SIGTERM on.
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(KeyboardInterrupt):  # while Ctrl-C pressed now is the user's insistence
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def check_one_child_run_per_trial(study: optuna.Study, client: MlflowClient) -> None:

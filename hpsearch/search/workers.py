@@ -38,11 +38,16 @@ def _inside(frame: FrameType | None, prefixes: tuple[str, ...]) -> bool:
     return False
 
 
-def _stopper(stop: type[BaseException]):
+def _stopper(stop: type[BaseException], stopping: threading.Event):
     def handler(signum: int, frame: FrameType | None) -> None:
+        # A SIGTERM sent to the whole process group reaches a worker twice, directly and passed on by the main
+        # process: the second must not cut the first stop's clean-up short. A second Ctrl-C is the user's own.
+        if stopping.is_set() and signum == signal.SIGTERM:
+            return
         if _inside(frame, _ATOMIC):  # ask again in a moment, when the transaction has ended
             threading.Timer(_RETRY_SIGNAL_S, os.kill, (os.getpid(), signum)).start()
             return
+        stopping.set()
         raise stop()
 
     return handler
@@ -50,9 +55,10 @@ def _stopper(stop: type[BaseException]):
 
 def handle_stop_signals() -> None:
     """Ctrl-C and SIGTERM stop the search cleanly (the running trial is marked failed), but never in the middle
-    of a storage or tracking transaction."""
-    signal.signal(signal.SIGINT, _stopper(KeyboardInterrupt))
-    signal.signal(signal.SIGTERM, _stopper(Terminated))
+    of a storage or tracking transaction; a SIGTERM while stopping changes nothing, a second Ctrl-C interrupts."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, _stopper(KeyboardInterrupt, stopping))
+    signal.signal(signal.SIGTERM, _stopper(Terminated, stopping))
 
 
 def _worker(spec: StudySpec, options: SearchOptions, quiet: bool, index: int, errors,
