@@ -4,13 +4,19 @@
    built-in and the hand-written cell, on the GPU against every CPU thread, side by side in one process. The
    search's own training loop (training.loop.Fit): training, validation and all; the second epoch is timed, so
    that cuDNN's set-up is left out.
-2. Where a GPU epoch goes: torch.profiler's busiest operators, and the share of the epoch the device computes.
+2. Where a GPU epoch goes: torch.profiler's busiest operators, the share of the epoch the device computes, the
+   kernel launches and how often the CPU waited for the device.
 3. Trials per hour of `hpsearch run --n-jobs K --device DEVICE` for several K on one device, on parallel.py's
    spec (every trial costs the same), relative to K = 1.
 
 Without CUDA the same runs on the CPU, with K = 1, 2: what a machine without a GPU can check.
 
     HPSEARCH_DATA=../shared/data python benchmarks/gpu.py [--workers 1,2,4,8] [--trials 16] [--epochs 2]
+
+On an H100 with 16 CPU threads parts 1 and 2 take about a minute, part 3 with the defaults over four (K = 1,
+2 and most of 4 filled 255 s): give it eight. `--cells ""` skips part 1; `--cells builtin --workers 0` times
+parts 1 and 2 alone, e.g. for another version of the package on the same machine (PYTHONPATH=that/version):
+a before-and-after of a change.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from hpsearch.search.lookup import load
@@ -44,10 +51,15 @@ def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) 
         next(fit)
         torch.cuda.synchronize()
     events = prof.key_averages()
-    busy = sum(e.self_device_time_total for e in events) / 1e6
+    # Kernels and copies only: the profiler also puts ranges such as Optimizer.step on the device's timeline,
+    # and they overlap the kernels they hold (the table's "Self CUDA time total" leaves them out likewise).
+    busy = sum(e.self_device_time_total for e in events
+               if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / 1e6
     table = events.table(sort_by="self_device_time_total", row_limit=12)
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel"))
-    return seconds, f"{table}\ndevice busy {busy:.2f} s of a {seconds:.2f} s epoch; {launches} kernel launches"
+    waits = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
+    return seconds, (f"{table}\ndevice busy {busy:.2f} s of a {seconds:.2f} s epoch; {launches} kernel launches; "
+                     f"the CPU waited for the device {waits} times")
 
 
 def main() -> None:
@@ -55,6 +67,8 @@ def main() -> None:
     parser.add_argument("--workers", help="K values [default: 1,2,4,8 on a GPU, 1,2 on the CPU]")
     parser.add_argument("--trials", type=int, default=16, help="trials per K [default: 16]")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial [default: 2]")
+    parser.add_argument("--cells", default="builtin,handwritten", help="implementations timed in part 1 "
+                        "[default: builtin,handwritten; none: \"\"]")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
@@ -67,7 +81,7 @@ def main() -> None:
 
     print("\n1. an epoch of the baseline trial (training + validation), second epoch:")
     torch.set_num_threads(cores())
-    for implementation in ("builtin", "handwritten"):
+    for implementation in filter(None, args.cells.split(",")):
         hp = dataclasses.replace(baseline, implementation=implementation)
         cpu, _ = epoch_seconds(task, hp, data, torch.device("cpu"))
         if gpu:
@@ -79,7 +93,9 @@ def main() -> None:
         else:
             print(f"  {implementation}: {cpu:.2f} s on {cores()} CPU threads (no GPU to compare)")
 
-    ks = [int(k) for k in (args.workers or ("1,2,4,8" if gpu else "1,2")).split(",")]
+    ks = [int(k) for k in (args.workers or ("1,2,4,8" if gpu else "1,2")).split(",") if int(k) > 0]
+    if not ks:
+        return
     print(f"3. trials per hour of --n-jobs K --device {device.type}, {args.trials} trials x {args.epochs} epochs:")
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "parallel.toml"
@@ -88,10 +104,10 @@ def main() -> None:
         per_hour = {}
         for k in ks:
             threads = 1 if gpu else max(1, cores() // k)
-            searching, _ = run(spec_path, Path(tmp) / f"k{k}", k, threads, device.type)
+            searching, wall = run(spec_path, Path(tmp) / f"k{k}", k, threads, device.type)
             per_hour[k] = args.trials / searching * 3600
-            print(f"  K = {k}: {per_hour[k]:.0f} trials/hour, {per_hour[k] / per_hour[ks[0]]:.2f}x K = {ks[0]}",
-                  flush=True)
+            print(f"  K = {k}: {per_hour[k]:.0f} trials/hour, {per_hour[k] / per_hour[ks[0]]:.2f}x K = {ks[0]} "
+                  f"({wall:.0f} s with start-up)", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from hpsearch.training.loop import OPTIMIZERS, make_optimizer
 @pytest.mark.parametrize("cell", get_args(Cell))
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_padding_never_changes_a_prediction(implementation, cell, bidirectional, num_layers):
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_padding_and_order_never_change_a_prediction(implementation, cell, bidirectional, num_layers, pooling):
     torch.manual_seed(0)
     model = RecurrentClassifier(10, 4, cell=cell, embedding_dim=6, hidden_size=5, num_layers=num_layers,
-                                bidirectional=bidirectional, dropout=0.3, implementation=implementation).eval()
+                                bidirectional=bidirectional, dropout=0.3, implementation=implementation,
+                                pooling=pooling).eval()
     short = torch.tensor([[3, 1, 4]])
     alone = model(short, torch.tensor([3]))
     assert alone.shape == (1, 4)
@@ -31,6 +33,8 @@ def test_padding_never_changes_a_prediction(implementation, cell, bidirectional,
     garbage = batch.clone()
     garbage[0, 3:] = 9
     torch.testing.assert_close(model(garbage, torch.tensor([3, 7])), together)
+    # Longest first, as training batches come (packed without sorting), each row keeps its logits.
+    torch.testing.assert_close(model(garbage.flip(0), torch.tensor([7, 3])), together.flip(0))
 
 
 def test_backward_direction_sees_the_whole_sequence():
@@ -46,8 +50,13 @@ def test_every_spec_value_has_an_implementation():
     assert all(set(get_args(Cell)) == set(layers) for layers in CELLS.values())
     assert set(get_args(Optimizer)) == set(OPTIMIZERS)
     model = RecurrentClassifier(5, 2)
-    for name in OPTIMIZERS:
-        assert make_optimizer(Hyperparams(optimizer=name, momentum=0.5), model.parameters())
+    for name in OPTIMIZERS:  # each takes a step, fused or not, on the CPU
+        optimizer = make_optimizer(Hyperparams(optimizer=name, momentum=0.5, lr=0.1), model.parameters())
+        before = model.head.weight.detach().clone()
+        model(torch.tensor([[1, 2, 3]]), torch.tensor([3])).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        assert not torch.equal(model.head.weight, before), name
 
 
 def test_class_weights_interpolate_between_plain_and_balanced():

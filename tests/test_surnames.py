@@ -74,13 +74,14 @@ def test_load_tensorises_every_split(data_root):
         assert bool((split.tokens[padding] == 0).all()) and bool((split.tokens[~padding] != 0).all())
 
 
-def test_shuffled_batches_cover_each_sample_once_with_little_padding():
+def test_shuffled_batches_cover_each_sample_once_longest_first_with_little_padding():
     lengths = torch.randint(1, 20, (1000,))
     generator = torch.Generator().manual_seed(0)
     batches = list(shuffled_batches(lengths, 32, generator))
     assert sorted(torch.cat(batches).tolist()) == list(range(1000))
     spread = max(int(lengths[b].max() - lengths[b].min()) for b in batches)
     assert spread <= 3
+    assert all(bool((lengths[b][:-1] >= lengths[b][1:]).all()) for b in batches)  # packed without a sort
     again = list(shuffled_batches(lengths, 32, generator))
     assert any(not torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert sorted(torch.cat(ordered_batches(lengths, 100)).tolist()) == list(range(1000))

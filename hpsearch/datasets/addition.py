@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from hpsearch.datasets.batching import to_device
 from hpsearch.datasets.options import DataOptions, number, whole
 
 
@@ -53,7 +54,7 @@ class Sums:
         return len(self.sums)
 
     def to(self, device: torch.device | str) -> Sums:
-        return Sums(self.digits.to(device), self.sums.to(device))
+        return Sums(to_device(self.digits, device), to_device(self.sums, device))
 
 
 def to_digits(numbers: Iterable[int], positions: int) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Tensors for a split of token sequences, and index batches of similar lengths.
 
 Everything per sample happens once, when a split is tensorised; an epoch only permutes and slices tensors.
+Nothing per batch waits for a GPU: batches come longest first, so packing them needs no sorting on the
+device, and indices travel from pinned memory.
 """
 
 from __future__ import annotations
@@ -28,8 +30,17 @@ class Split:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Tokens cut to the longest sequence in the batch, lengths and labels."""
         lengths = self.lengths[index]
-        device_index = index.to(self.tokens.device)
+        device_index = to_device(index, self.tokens.device)
         return self.tokens[device_index, : int(lengths.max())], lengths, self.labels[device_index]
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` copied to ``device`` without waiting. A plain copy from the CPU to a GPU first waits until the
+    GPU has run everything queued, so one per batch stalls the Python thread that should be queueing the next
+    batch; a copy from pinned memory is queued like a kernel."""
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def tensorise(sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> Split:
@@ -41,15 +52,17 @@ def tensorise(sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> Spli
 
 
 def shuffled_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Batches of near-equal length in random order, different every epoch.
+    """Batches of near-equal length in random order, different every epoch, each longest first.
 
     Sorting by length plus up to two characters of noise keeps padding small while still mixing which
     sequences meet in a batch; the batch order is then shuffled so lengths do not come in a curriculum.
+    Longest first is the order packing wants: unsorted, pack_padded_sequence sorts every batch and copies the
+    order to the device, a wait for the GPU per batch.
     """
     noisy = lengths.float() + 2 * torch.rand(len(lengths), generator=generator)
     batches = torch.argsort(noisy).split(batch_size)
     for i in torch.randperm(len(batches), generator=generator).tolist():
-        yield batches[i]
+        yield batches[i][torch.argsort(lengths[batches[i]], descending=True, stable=True)]
 
 
 def ordered_batches(lengths: torch.Tensor, batch_size: int, max_tokens: int = 0) -> list[torch.Tensor]:

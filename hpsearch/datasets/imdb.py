@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hpsearch.datasets.batching import to_device
 from hpsearch.datasets.download import data_root, extract_tar_folder, fetch_file, file_digest
 from hpsearch.datasets.options import DataOptions, number, whole
 from hpsearch.errors import DataError
@@ -87,9 +88,9 @@ class Reviews:
         lengths = self.lengths[index]
         offsets = torch.arange(int(lengths.max()))
         inside = offsets < lengths[:, None]
-        positions = torch.where(inside, self.starts[index][:, None] + offsets, 0).to(self.ids.device)
-        tokens = torch.where(inside.to(self.ids.device), self.ids[positions], PAD).long()
-        return tokens, lengths, self.labels[index.to(self.labels.device)]
+        positions = to_device(torch.where(inside, self.starts[index][:, None] + offsets, 0), self.ids.device)
+        tokens = torch.where(to_device(inside, self.ids.device), self.ids[positions], PAD).long()
+        return tokens, lengths, self.labels[to_device(index, self.labels.device)]
 
 
 @dataclass(frozen=True)

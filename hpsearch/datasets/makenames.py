@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from hpsearch.datasets import surnames
-from hpsearch.datasets.batching import Split
+from hpsearch.datasets.batching import Split, to_device
 
 BOUNDARY = len(surnames.ALPHABET) + 1  # 0 is padding, 1..len(ALPHABET) the characters
 VOCAB_SIZE = BOUNDARY + 1
@@ -36,7 +36,7 @@ class Sequences:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inputs and targets cut to the batch's longest name, and its languages."""
         longest = int(self.lengths[index].max())
-        index = index.to(self.inputs.device)
+        index = to_device(index, self.inputs.device)
         return self.inputs[index, :longest], self.targets[index, :longest], self.languages[index]
 
 

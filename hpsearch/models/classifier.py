@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from hpsearch.datasets.batching import to_device
 from hpsearch.models.encoder import recurrent
 
 POOLINGS = ("last", "mean", "max")
@@ -49,7 +50,10 @@ class RecurrentClassifier(nn.Module):
         """
         if self.max_len:
             tokens, lengths = self._truncate(tokens, lengths)
-        packed = pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+        # Training batches come longest first (shuffled_batches): packing them as they are saves a sort and
+        # a copy of its order to the device per batch.
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True, enforce_sorted=longest_first)
         outputs, state = self.rnn(packed)
         if self.pooling == "last":
             h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
@@ -59,7 +63,7 @@ class RecurrentClassifier(nn.Module):
             padding = float("-inf") if self.pooling == "max" else 0.0
             padded, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=padding)
             pooled = (padded.amax(1) if self.pooling == "max"
-                      else padded.sum(1) / lengths.to(padded.device, padded.dtype)[:, None])
+                      else padded.sum(1) / to_device(lengths, padded.device).to(padded.dtype)[:, None])
         logits = self.head(self.dropout(pooled))
         # Cross-entropy over the pair (0, z) is exactly binary cross-entropy on z, and its softmax is
         # (1 - sigmoid(z), sigmoid(z)): training, evaluation and prediction need no second code path.
@@ -72,5 +76,5 @@ class RecurrentClassifier(nn.Module):
         # The last `kept` tokens of each row, moved to its front: row i reads from lengths[i] - kept[i].
         offsets = torch.arange(int(kept.max()))
         positions = ((lengths - kept)[:, None] + offsets).clamp(max=tokens.shape[1] - 1)
-        window = tokens.gather(1, positions.to(tokens.device))
-        return window.masked_fill((offsets >= kept[:, None]).to(tokens.device), 0), kept
+        window = tokens.gather(1, to_device(positions, tokens.device))
+        return window.masked_fill(to_device(offsets >= kept[:, None], tokens.device), 0), kept

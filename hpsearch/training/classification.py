@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise
+from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise, to_device
 from hpsearch.models import RecurrentClassifier
 from hpsearch.studies import Hyperparams
 from hpsearch.studies.spec import Limit
@@ -94,7 +94,7 @@ def evaluate(model: nn.Module, data: LabelledSplit, num_classes: int) -> Evaluat
         tokens, lengths, labels = data.batch(index)
         logits = model(tokens, lengths)
         total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum")
-        predictions[index.to(predictions.device)] = logits.argmax(1)
+        predictions[to_device(index, predictions.device)] = logits.argmax(1)
     return Evaluation(loss=total_loss.item() / len(data), scores=scores(predictions, data.labels, num_classes),
                       predictions=predictions.cpu())
 

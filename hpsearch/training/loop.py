@@ -35,8 +35,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# One kernel per step for every parameter, rather than several per group of tensors (GPU) or a loop over the
+# tensors (CPU): the surnames baseline's training epoch takes 0.88x the time on an H100 (Adam) and 0.91-0.96x
+# on a CPU, with the same losses (benchmarks/optimizers.py). The other optimizers have no fused form.
+FUSED = ("adam", "adamw", "sgd", "adagrad")
+
+
 def make_optimizer(hp: Hyperparams, parameters) -> torch.optim.Optimizer:
     extra = {"momentum": hp.momentum} if hp.optimizer in ("sgd", "rmsprop") else {}
+    extra |= {"fused": True} if hp.optimizer in FUSED else {}
     return OPTIMIZERS[hp.optimizer](parameters, lr=hp.lr, weight_decay=hp.weight_decay, **extra)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hpsearch.datasets import Fractions, makenames, surnames
-from hpsearch.datasets.batching import ordered_batches, shuffled_batches
+from hpsearch.datasets.batching import ordered_batches, shuffled_batches, to_device
 from hpsearch.errors import HpsearchError
 from hpsearch.models import NameGenerator
 from hpsearch.studies import Hyperparams
@@ -103,7 +103,7 @@ class Makenames(Task):
         model.eval()
         summed = torch.empty(len(split), device=split.inputs.device)
         for index in ordered_batches(split.lengths, EVAL_BATCH):
-            summed[index.to(summed.device)] = _nll(model, *split.batch(index))
+            summed[to_device(index, summed.device)] = _nll(model, *split.batch(index))
         return summed.cpu()
 
     def evaluate(self, model: nn.Module, data: makenames.NameData, split: str) -> dict[str, float]:
