@@ -1,8 +1,8 @@
 """Tensors for a split of token sequences, and index batches of similar lengths.
 
 Everything per sample happens once, when a split is tensorised; an epoch only permutes and slices tensors.
-Nothing per batch waits for a GPU: batches come longest first, so packing them needs no sorting on the
-device, and indices travel from pinned memory.
+No training batch waits for a GPU: they come longest first, so packing them needs no sort copied to the
+device, and their indices travel from pinned memory.
 """
 
 from __future__ import annotations
