@@ -109,6 +109,61 @@ def test_a_sigterm_that_comes_again_while_stopping_changes_nothing():
             signal.signal(sig, handler)
 
 
+# A second SIGTERM sent at each line of the first one's handling in turn, the handler traced line by line; in a
+# child process, as a handler that waits on a lock its own thread holds hangs for ever (the worker did, in
+# threading.Event.set). Inside a transaction the handler asks again later instead: that path too.
+_REENTRY = """
+import os, signal, sys, time
+from hpsearch.errors import Terminated
+from hpsearch.search.workers import handle_stop_signals
+
+def scenario(at, inside):
+    handle_stop_signals()
+    lines = 0
+    def trace(frame, event, arg):
+        nonlocal lines
+        if event == "line" and lines >= 0:
+            lines += 1
+            if lines == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return trace
+    raised = 0
+    try:
+        sys.settrace(trace)
+        inside(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        time.sleep(1)
+    except Terminated:
+        raised += 1
+    finally:
+        sys.settrace(None)
+    return raised, lines
+
+def plain(send):
+    send()
+    for _ in range(3):
+        pass
+
+atomic = {"__name__": "sqlite3.stand_in"}  # the handler sees a frame of this module: a transaction
+exec("def transaction(send):\\n    send()\\n    for _ in range(3):\\n        pass", atomic)
+for inside in (plain, atomic["transaction"]):
+    at = 1
+    while True:
+        raised, lines = scenario(at, inside)
+        assert raised == 1, (inside, at, raised)
+        if lines < at:  # the stop was over before the at-th line: every line has had its turn
+            break
+        at += 1
+    print(inside.__name__, at - 1)
+"""
+
+
+def test_a_second_sigterm_at_any_moment_of_the_first_ones_handling_neither_hangs_nor_raises_twice():
+    done = subprocess.run([sys.executable, "-c", _REENTRY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    turns = dict(line.split() for line in done.stdout.split("\n") if line)
+    assert int(turns["plain"]) >= 5 and int(turns["transaction"]) >= 5, done.stdout
+
+
 def check_one_child_run_per_trial(study: optuna.Study, client: MlflowClient) -> None:
     """Every trial that trained has its own run, under the study's one parent run; no trial ran twice."""
     parent = study.user_attrs["mlflow_parent_run_id"]

@@ -38,16 +38,32 @@ def _inside(frame: FrameType | None, prefixes: tuple[str, ...]) -> bool:
     return False
 
 
-def _stopper(stop: type[BaseException], stopping: threading.Event):
+@dataclasses.dataclass
+class _Stopping:
+    """What one process's stop handlers share. Plain attributes, no lock (not a threading.Event): a second
+    signal can arrive while the first one's handler runs, and a handler that waits for a lock its own thread
+    holds waits forever (seen: a SIGTERM to the process group, which reaches a worker twice)."""
+
+    under_way: bool = False
+    retrying: bool = False  # a signal is to be sent again once a transaction ends
+
+
+def _stopper(stop: type[BaseException], stopping: _Stopping):
+    def retry(signum: int) -> None:
+        stopping.retrying = False
+        os.kill(os.getpid(), signum)
+
     def handler(signum: int, frame: FrameType | None) -> None:
         # A SIGTERM sent to the whole process group reaches a worker twice, directly and passed on by the main
         # process: the second must not cut the first stop's clean-up short. A second Ctrl-C is the user's own.
-        if stopping.is_set() and signum == signal.SIGTERM:
+        if stopping.under_way and signum == signal.SIGTERM:
             return
         if _inside(frame, _ATOMIC):  # ask again in a moment, when the transaction has ended
-            threading.Timer(_RETRY_SIGNAL_S, os.kill, (os.getpid(), signum)).start()
+            if not stopping.retrying:  # one retry at a time: starting its thread takes locks
+                stopping.retrying = True
+                threading.Timer(_RETRY_SIGNAL_S, retry, (signum,)).start()
             return
-        stopping.set()
+        stopping.under_way = True
         raise stop()
 
     return handler
@@ -56,7 +72,7 @@ def _stopper(stop: type[BaseException], stopping: threading.Event):
 def handle_stop_signals() -> None:
     """Ctrl-C and SIGTERM stop the search cleanly (the running trial is marked failed), but never in the middle
     of a storage or tracking transaction; a SIGTERM while stopping changes nothing, a second Ctrl-C interrupts."""
-    stopping = threading.Event()
+    stopping = _Stopping()
     signal.signal(signal.SIGINT, _stopper(KeyboardInterrupt, stopping))
     signal.signal(signal.SIGTERM, _stopper(Terminated, stopping))
 
