@@ -33,7 +33,8 @@ class OverBudget(Exception):
 class Plateau:
     """The spec's stop rule, judged from the study's storage alone, so every worker on every host reaches the
     same verdict: the best value of the trials finished before the last ``trials`` is within ``min_delta`` of
-    the best of all."""
+    the best of all. Once reached, it stays reached: a trial that was running then and finishes better does
+    not restart the search on the workers still alive (the others have gone), it is kept and reported."""
 
     trials: int
     min_delta: float
@@ -42,16 +43,18 @@ class Plateau:
 
     def reached(self, study: optuna.Study) -> str | None:
         finished = sorted(study.get_trials(deepcopy=False, states=COUNTED), key=lambda t: t.datetime_complete)
-        earlier = [t for t in finished[:-self.trials] if t.state == TrialState.COMPLETE]
-        if len(finished) <= self.trials or not earlier:
-            return None
         pick = max if self.maximize else min
-        before = pick(earlier, key=lambda t: t.values[0])
-        best = pick((t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
-        if abs(best.values[0] - before.values[0]) > self.min_delta:
+        # best[i]: the best complete trial among the first i finished; the rule was reached once some
+        # i's best is within min_delta of the best of i + trials.
+        best: list[FrozenTrial | None] = [None]
+        for t in finished:
+            complete = [best[-1], t] if t.state == TrialState.COMPLETE else [best[-1]]
+            best.append(pick((b for b in complete if b is not None), key=lambda b: b.values[0], default=None))
+        if not any(before is not None and abs(after.values[0] - before.values[0]) <= self.min_delta
+                   for before, after in zip(best, best[self.trials:])):
             return None
         return (f"stopped: no improvement above {self.min_delta:g} in the last {self.trials} trials (best "
-                f"{best.values[0]:.4f}, trial #{best.number})")
+                f"{best[-1].values[0]:.4f}, trial #{best[-1].number})")
 
 
 class Budget:
