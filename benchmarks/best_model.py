@@ -1,7 +1,7 @@
 """Which model should a classification study serve? Its best trial, the average of its top-k trials'
 probabilities, the best configuration retrained on train + validation, each under selection by plain or by
 balanced validation accuracy, or what `hpsearch run` assembles (training/assembly.py: the best trials mixed
-with the baseline and corrected by the class prior, chosen on validation), scored on the test split.
+with the baseline, weights fitted on validation), scored on the test split.
 
 Reads a stored study of a padded-split task (surnames) and its checkpoints. Only two models train: the
 retrained one (the best trial's configuration and seed, its max_epochs schedule, stopped after its best epoch,
@@ -25,7 +25,7 @@ from hpsearch.datasets.batching import Split
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
-from hpsearch.training.assembly import assemble
+from hpsearch.training.assembly import CANDIDATES, assemble
 from hpsearch.training.classification import probabilities
 from hpsearch.training.classification import scores as measured
 from hpsearch.training.loop import Fit
@@ -91,10 +91,10 @@ def main() -> None:
     # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the baseline.
     by_value = sorted(done, key=lambda t: t.value, reverse=spec.direction == "maximize")
     metric = spec.serve_metric.removeprefix("val_")
-    served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:5]], task.baseline_model(data),
-                      metric)
+    served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:CANDIDATES]],
+                      task.baseline_model(data), metric)
     rows.append({"selected on": spec.metric,
-                 "model": f"served: {served.choice.describe([t.number for t in by_value], metric)}",
+                 "model": f"served: {served.describe(metric)}",
                  "trials": " ".join(str(n) for n in served.members if n is not None),
                  **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v
                     for name, v in served.results.items() if "blended" not in name}})

@@ -9,6 +9,8 @@ durations up to the first completed trial at or past the target (start-up and th
 search that never gets there counts as its whole time and is marked.
 
 The target defaults to the median of the searches' final best values: the value a typical search reaches.
+The searches are kept (hpsearch-runs/sampler-searches/, one study database each): run again with the same
+settings and a finished search is read, not repeated, and an interrupted one resumes where it stopped.
 
     HPSEARCH_DATA=../shared/data python benchmarks/samplers.py --study addition          # 2 x 10 x 3: 11 min
     HPSEARCH_DATA=../shared/data python benchmarks/samplers.py --study surnames --full   # 5 seeds x 30 trials
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -79,15 +80,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs per trial [default: 3, --full the spec's]")
     parser.add_argument("--target", type=float, help="[default: the median of the searches' final best values]")
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--searches", default="hpsearch-runs/sampler-searches", help="folder for the searches")
     args = parser.parse_args()
     spec = load(args.study)
     seeds = args.seeds or (5 if args.full else 2)
     trials = args.trials or (30 if args.full else 10)
     epochs = args.epochs or (spec.max_epochs if args.full else 3)
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(args.study, arm, seed, trials, epochs, args.data_dir, tmp) for seed in range(seeds) for arm in ARMS]
-        with multiprocessing.get_context("spawn").Pool(2) as pool:
-            runs = pool.map(search, jobs, chunksize=1)
+    # The folder names the settings, so that a search is only ever resumed with its own.
+    folder = str(Path(args.searches) / f"{spec.name}-{trials}x{epochs}")
+    jobs = [(args.study, arm, seed, trials, epochs, args.data_dir, folder) for seed in range(seeds) for arm in ARMS]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        runs = pool.map(search, jobs, chunksize=1)
     pick = max if spec.direction == "maximize" else min
     finals = pd.Series([pick(v for v in run["values"] if v is not None) for run in runs])
     target = args.target if args.target is not None else float(finals.median())

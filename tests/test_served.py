@@ -19,7 +19,7 @@ from hpsearch.search.artifacts import Checkpoints
 from hpsearch.search.lookup import load
 from hpsearch.studies import record
 from hpsearch.training import TASKS, checkpoint
-from hpsearch.training.assembly import Choice, choose, gains
+from hpsearch.training.assembly import Assembled, gains, mixture_weights
 from hpsearch.training.baseline import C, fit_ngram_logistic
 from hpsearch.training.classification import probabilities
 from hpsearch.training.surnames import Surnames
@@ -56,19 +56,29 @@ def test_the_baseline_module_answers_as_scikit_learn_does(data_root, languages):
     assert torch.allclose(alone, probabilities(fitted, data.test)[:5], atol=1e-6)
 
 
-def test_choose_keeps_the_best_trial_alone_unless_a_mixture_has_a_lower_log_loss():
+def test_mixture_weights_are_the_lowest_log_loss_and_drop_what_adds_nothing():
     labels = torch.tensor([0] * 8 + [1] * 2)
     sure = torch.tensor([[0.9, 0.1]] * 10)  # always the large class
-    # Nothing to gain: the simplest choice stands.
-    assert choose([sure, sure], sure, labels) == Choice(1, 0.0)
-    # A baseline that knows the small class lowers the log-loss: it gets a share.
-    knows = torch.tensor([[0.6, 0.4]] * 8 + [[0.2, 0.8]] * 2)
-    assert choose([sure], knows, labels).baseline_weight > 0
-    # A second trial that knows it too is averaged in.
-    assert choose([sure, knows], None, labels).top == 2
-    assert Choice(1, 1.0).describe([4], "accuracy") == "the baseline alone, answering for accuracy"
-    assert Choice(2, 0.3).describe([4, 7, 9], "blended_accuracy") == \
-        "the top 2 trials (#4 #7) averaged, mixed 0.7 / 0.3 with the baseline, answering for blended accuracy"
+    knows = torch.tensor([[0.6, 0.4]] * 8 + [[0.2, 0.8]] * 2)  # knows the small class
+    weights = mixture_weights([sure, knows], labels)
+    assert weights.sum().item() == pytest.approx(1)
+
+    def log_loss(w):
+        return nn.functional.nll_loss(((1 - w) * sure + w * knows).log(), labels).item()
+
+    grid = min((log_loss(w / 1000), w / 1000) for w in range(1001))
+    assert 0 < weights[1].item() < 1 and weights[1].item() == pytest.approx(grid[1], abs=2e-3)
+    assert log_loss(weights[1].item()) <= grid[0] + 1e-6
+    # A member whose probability of every label is lower than another's gets no share, and is dropped.
+    worse = torch.tensor([[0.5, 0.5]] * 8 + [[0.85, 0.15]] * 2)
+    assert mixture_weights([knows, worse], labels).tolist() == [1, 0]
+
+
+def test_the_served_model_says_what_it_is():
+    assert Assembled(None, (4,), (1.0,), {}).describe("accuracy") == "trial #4 alone, answering for accuracy"
+    assert Assembled(None, (None,), (1.0,), {}).describe("accuracy") == "the baseline alone, answering for accuracy"
+    assert Assembled(None, (4, 7, None), (0.5, 0.2, 0.3), {}).describe("blended_accuracy") == \
+        "0.50 #4 + 0.20 #7 + 0.30 baseline (weights fitted by validation log-loss), answering for blended accuracy"
 
 
 class Logits(nn.Module):
@@ -135,8 +145,7 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")
     assert code == 0, err
     markdown = (env / "reports" / "tiny" / "report.md").read_text(encoding="utf-8")
-    assert (f"Served model (what `hpsearch predict` and the MLflow model answer with): {served.description}; "
-            "the mixture chosen by its log-loss on the validation split.") in markdown
+    assert f"Served model (what `hpsearch predict` and the MLflow model answer with): {served.description}." in markdown
     assert "**Served model against the baseline**" in markdown
 
     # Resumed with nothing new completed: the same model, not assembled again.

@@ -111,7 +111,7 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
     served = record.read_served(study)
     if served:
         section.text.append(f"Served model (what `hpsearch predict` and the MLflow model answer with): "
-                            f"{served.description}; the mixture chosen by its log-loss on the validation split.")
+                            f"{served.description}.")
     baseline = record.read_baseline(study)
     if baseline.missing:
         section.text.append(f"Baseline: {baseline.missing}.")

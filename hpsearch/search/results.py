@@ -46,8 +46,8 @@ def format_summary(summary: dict[str, Any]) -> str:
               for name, value in summary["params"].items()]
     baseline, served = summary["baseline"], summary["served_model"]
     if served:
-        lines.append(f"served model (predict, MLflow): {served['description']}; chosen on validation, against "
-                     "the best trial:")
+        lines.append(f"served model (predict, MLflow): {served['description']}; against the best "
+                     "trial:")
         lines += _against_best(served["results"], summary)
     if baseline["missing"]:
         return "\n".join([*lines, f"baseline: {baseline['missing']}"])

@@ -18,7 +18,7 @@ from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.tracking import PARENT_ATTR
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS, checkpoint
-from hpsearch.training.assembly import TOP, assemble
+from hpsearch.training.assembly import CANDIDATES, assemble
 from hpsearch.training.classification import SCORES, SequenceClassification
 from hpsearch.training.loop import resolve_device
 
@@ -49,7 +49,7 @@ def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions
 def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
               completed: list[FrozenTrial]) -> tuple[record.ServedModel, bytes]:
     task = TASKS[spec.task]
-    ranked = sorted(completed, key=lambda t: t.value, reverse=spec.direction == "maximize")[:max(TOP)]
+    ranked = sorted(completed, key=lambda t: t.value, reverse=spec.direction == "maximize")[:CANDIDATES]
     checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
     trained = {t.number: checkpoints.load(t) for t in ranked}
     data, device = task.load(options.data_dir, spec.data), resolve_device(options.device)
@@ -58,7 +58,7 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
                          task.baseline_model(data).to(device), metric)
     content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
                                            [None if n is None else trained[n].hyperparams for n in assembled.members])
-    served = record.ServedModel(description=assembled.choice.describe(list(trained), metric),
+    served = record.ServedModel(description=assembled.describe(metric),
                                 members=list(assembled.members), results=assembled.results,
                                 completed=len(completed), artifact=checkpoints.save_served(study, content))
     record.write_served(study, served)

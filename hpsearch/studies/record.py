@@ -141,7 +141,7 @@ SERVED_ATTR = "served_model"
 class ServedModel:
     """What ``predict`` and the MLflow model of a classification study serve (training/assembly.py)."""
 
-    description: str  # which trials, how much baseline, how much prior correction
+    description: str  # its members with their weights, and the metric it answers for
     members: list[int | None]  # each member's trial; None for the baseline
     results: dict[str, float]  # val_* and test_* scores
     completed: int  # completed trials when it was assembled: a later one may change it
