@@ -158,7 +158,7 @@ for inside in (plain, atomic["transaction"]):
 
 
 def test_a_second_sigterm_at_any_moment_of_the_first_ones_handling_neither_hangs_nor_raises_twice():
-    done = subprocess.run([sys.executable, "-c", _REENTRY], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _REENTRY], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     turns = dict(line.split() for line in done.stdout.split("\n") if line)
     assert int(turns["plain"]) >= 5 and int(turns["transaction"]) >= 5, done.stdout
