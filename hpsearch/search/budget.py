@@ -44,12 +44,17 @@ class Plateau:
     def reached(self, study: optuna.Study) -> str | None:
         finished = sorted(study.get_trials(deepcopy=False, states=COUNTED), key=lambda t: t.datetime_complete)
         pick = max if self.maximize else min
+
+        def better(best: FrozenTrial | None, trial: FrozenTrial) -> FrozenTrial | None:
+            if trial.state != TrialState.COMPLETE:
+                return best
+            return trial if best is None else pick(best, trial, key=lambda t: t.values[0])
+
         # best[i]: the best complete trial among the first i finished; the rule was reached once some
         # i's best is within min_delta of the best of i + trials.
         best: list[FrozenTrial | None] = [None]
-        for t in finished:
-            complete = [best[-1], t] if t.state == TrialState.COMPLETE else [best[-1]]
-            best.append(pick((b for b in complete if b is not None), key=lambda b: b.values[0], default=None))
+        for trial in finished:
+            best.append(better(best[-1], trial))
         if not any(before is not None and abs(after.values[0] - before.values[0]) <= self.min_delta
                    for before, after in zip(best, best[self.trials:])):
             return None

@@ -77,9 +77,8 @@ class Assembled:
 
     def describe(self, metric: str) -> str:
         answering = f", answering for {metric.replace('_', ' ')}"
-        names = ["the baseline" if n is None else f"trial #{n}" for n in self.members]
-        if len(names) == 1:
-            return f"{names[0]} alone{answering}"
+        if len(self.members) == 1:
+            return f"{'the baseline' if self.members[0] is None else f'trial #{self.members[0]}'} alone{answering}"
         mixture = " + ".join(f"{w:.2f} {'baseline' if n is None else f'#{n}'}"
                              for n, w in zip(self.members, self.weights, strict=True))
         return f"{mixture} (weights fitted by validation log-loss){answering}"
