@@ -74,7 +74,11 @@ def test_a_conditioned_model_writes_each_languages_pattern(written, env, tmp_pat
                               "--temperature", "0.5")
     assert code == 0, err
     agreed = int(err.split("reads ")[1].split(" as Gamma")[0])
-    assert "study 'tiny', trial 0 reads" in err and agreed >= 15, (out, err)
+    # A written name may carry two languages' patterns ("Mcez"), and a classifier may read it either way; those
+    # with Gamma's alone it must read as Gamma.
+    names = out.split()
+    gamma_alone = sum(n.endswith("ez") and not n.startswith("Mc") and not n.endswith("ov") for n in names)
+    assert "study 'tiny', trial 0 reads" in err and gamma_alone >= 10 and agreed >= gamma_alone, (out, err)
 
     code, _, err = hpsearch("report", "--study", str(written), "--no-mlflow")
     assert code == 0, err

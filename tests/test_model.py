@@ -65,3 +65,27 @@ def test_class_weights_interpolate_between_plain_and_balanced():
     balanced = class_weights(labels, 2, 1.0)
     assert torch.isclose(balanced[0] * 90, balanced[1] * 10)  # each class carries the same total weight
     assert torch.isclose((balanced[labels]).mean(), torch.tensor(1.0))
+
+
+def test_token_dropout_blanks_tokens_in_training_only():
+    torch.manual_seed(0)
+    plain = RecurrentClassifier(10, 3, cell="gru", embedding_dim=4, hidden_size=4, bidirectional=True)
+    blanking = RecurrentClassifier(10, 3, cell="gru", embedding_dim=4, hidden_size=4, bidirectional=True,
+                                   token_dropout=1 - 1e-9)
+    blanking.load_state_dict(plain.state_dict())
+    tokens, other, lengths = torch.tensor([[3, 1, 4]]), torch.tensor([[5, 9, 2]]), torch.tensor([3])
+    # Evaluation reads every token.
+    torch.testing.assert_close(blanking.eval()(tokens, lengths), plain.eval()(tokens, lengths))
+    # Training with every token blanked reads padding of the same length: what the tokens were no longer counts.
+    blanking.train()
+    torch.testing.assert_close(blanking(tokens, lengths), blanking(other, lengths))
+    torch.testing.assert_close(blanking(tokens, lengths), plain.eval()(torch.zeros_like(tokens), lengths))
+    assert not torch.allclose(blanking(tokens, lengths), plain(tokens, lengths))
+
+
+def test_the_spec_reaches_the_classifier_token_dropout():
+    from hpsearch.training.classification import ClassifierHyperparams
+    from hpsearch.training.surnames import Surnames
+
+    model = Surnames().restore(ClassifierHyperparams(token_dropout=0.2), {"vocab_size": 10, "classes": ["a", "b"]})
+    assert model.token_dropout == 0.2

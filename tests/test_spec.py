@@ -92,6 +92,7 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('[space]\nweight_decay = { low = -0.1, high = 0.1 }', "space.weight_decay: -0.1 is not a possible weight_decay"),
     ('[space]\nmomentum = { low = 0.0, high = 1.0 }', "space.momentum: 1.0 is not a possible momentum"),
     ('[space]\nclass_balance = { low = 0.0, high = 2.0 }', "space.class_balance: 2.0 is not a possible class_balance"),
+    ('[space]\ntoken_dropout = { value = 1.0 }', "space.token_dropout.value: 1.0 is not a possible token_dropout (must be >= 0 and < 1)"),
     ('[space]\nlr = { low = nan, high = 0.1 }', "space.lr.low: must be a finite number, got nan"),
     ('[space]\ngrad_clip = { low = 1.0, high = inf }', "space.grad_clip.high: must be a finite number, got inf"),
     ('[space]\nhidden_size = { low = 8, high = 64, log = true, step = 2 }', "space.hidden_size: step and log cannot"),

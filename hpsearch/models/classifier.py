@@ -18,12 +18,13 @@ class RecurrentClassifier(nn.Module):
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = False,
                  dropout: float = 0.0, nonlinearity: str = "tanh", implementation: str = "builtin",
                  pooling: str = "last", head_size: int = 0, max_len: int = 0, keep: str = "start",
-                 single_logit: bool = False) -> None:
+                 single_logit: bool = False, token_dropout: float = 0.0) -> None:
         """``pooling``: the final state ("last"), or the mean or elementwise max of the outputs at every
         position. ``head_size`` > 0 puts a hidden layer with ReLU before the output (seed 001's head).
         ``max_len`` > 0 reads at most that many tokens of a sequence, its first or last (``keep``).
         ``single_logit``: two classes scored by one logit z (sigmoid and binary cross-entropy) rather than one
-        logit per class (softmax)."""
+        logit per class (softmax). ``token_dropout``: in training, each token is blanked (read as padding, whose
+        embedding is zero) with this probability, so the model cannot lean on any one character or word."""
         super().__init__()
         if pooling not in POOLINGS or keep not in KEEPS:
             raise ValueError(f"pooling must be one of {POOLINGS} and keep one of {KEEPS}, got {pooling!r}, {keep!r}")
@@ -31,7 +32,7 @@ class RecurrentClassifier(nn.Module):
             raise ValueError("a single logit scores two classes only")
         self.num_directions = 2 if bidirectional else 1
         self.pooling, self.max_len, self.keep = pooling, max_len, keep
-        self.single_logit = single_logit
+        self.single_logit, self.token_dropout = single_logit, token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.rnn = recurrent(embedding_dim, cell=cell, implementation=implementation, hidden_size=hidden_size,
                              num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
@@ -50,6 +51,8 @@ class RecurrentClassifier(nn.Module):
         """
         if self.max_len:
             tokens, lengths = self._truncate(tokens, lengths)
+        if self.training and self.token_dropout:
+            tokens = tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < self.token_dropout, 0)
         # Training batches come longest first (shuffled_batches): packing them as they are saves a sort and
         # a copy of its order to the device per batch.
         longest_first = bool((lengths[:-1] >= lengths[1:]).all())

@@ -25,8 +25,9 @@ SCORES = ("accuracy", "balanced_accuracy", "blended_accuracy")  # what scores() 
 class ClassifierHyperparams(Hyperparams):
     pooling: Literal["last", "mean", "max"] = "last"  # what the head reads: the final state, or all outputs pooled
     head_size: int = 0  # a hidden ReLU layer of this width before the output; 0: a linear head
+    token_dropout: float = 0.0  # the chance that training blanks a token (a character, a word) of a sequence
 
-    limits: ClassVar = {**Hyperparams.limits, "head_size": Limit(0)}
+    limits: ClassVar = {**Hyperparams.limits, "head_size": Limit(0), "token_dropout": Limit(0, 1, high_open=True)}
 
 
 class LabelledSplit(Protocol):
@@ -166,7 +167,7 @@ class SequenceClassification(Task):
         return {"cell": hp.cell, "embedding_dim": hp.embedding_dim, "hidden_size": hp.hidden_size,
                 "num_layers": hp.num_layers, "bidirectional": hp.bidirectional, "dropout": hp.dropout,
                 "nonlinearity": hp.nonlinearity, "implementation": hp.implementation, "pooling": hp.pooling,
-                "head_size": hp.head_size}
+                "head_size": hp.head_size, "token_dropout": hp.token_dropout}
 
     def restore(self, hp: ClassifierHyperparams, meta: Mapping[str, Any]) -> nn.Module:
         model = RecurrentClassifier(meta["vocab_size"], len(meta["classes"]), **self.model_options(hp))
