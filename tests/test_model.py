@@ -7,8 +7,9 @@ import torch
 
 from hpsearch.models import CELLS, RecurrentClassifier
 from hpsearch.studies.spec import Cell, Hyperparams, Implementation, Optimizer
-from hpsearch.training.classification import class_weights
+from hpsearch.training.classification import ClassifierHyperparams, class_weights
 from hpsearch.training.loop import OPTIMIZERS, make_optimizer
+from hpsearch.training.surnames import Surnames
 
 
 @pytest.mark.parametrize("implementation", get_args(Implementation))
@@ -84,8 +85,5 @@ def test_token_dropout_blanks_tokens_in_training_only():
 
 
 def test_the_spec_reaches_the_classifier_token_dropout():
-    from hpsearch.training.classification import ClassifierHyperparams
-    from hpsearch.training.surnames import Surnames
-
     model = Surnames().restore(ClassifierHyperparams(token_dropout=0.2), {"vocab_size": 10, "classes": ["a", "b"]})
     assert model.token_dropout == 0.2
