@@ -11,10 +11,12 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from hpsearch import sampling
+from hpsearch.errors import HpsearchError
 from hpsearch.report import analysis, figures
-from hpsearch.report.classes import ClassResults, ModelSource, class_results
+from hpsearch.report.classes import RECALL, class_results
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS
+from hpsearch.training.checkpoint import ModelSource
 from hpsearch.training.task import Task
 
 COSTS = {"epoch_seconds": "mean epoch seconds", "n_params": "parameter count"}
@@ -161,16 +163,27 @@ def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpo
         section.text.append("No completed trial yet.")
         return section
     best = record.best_trial(study)
-    per_class = class_results(best, spec, data_dir, checkpoints)
-    if not isinstance(per_class, ClassResults):
-        section.text.append(f"Not computed: {per_class}.")
+    try:
+        trial_model, served = checkpoints.load(best), checkpoints.served(study)
+        data = trial_model.task.load(data_dir, spec.data)
+        alone = class_results(trial_model, data, f"trial {best.number}")
+        # What a user gets is the served model; the best trial's recall beside it shows what the mixture changed.
+        per_class = class_results(served, data, "the served model") if served else alone
+    except HpsearchError as exc:
+        section.text.append(f"Not computed: {exc}.")
         return section
+    table = per_class.table
+    if served:
+        table = table.assign(**{f"recall of trial #{best.number} alone": alone.table[RECALL]})
+        which = f"The served model ({record.read_served(study).description})"
+    else:
+        which = f"Trial #{best.number}"
     confused = "; ".join(f"{true} taken for {guess} {count} times" for true, guess, count in per_class.most_confused())
-    worst = per_class.table["recall (accuracy)"].idxmin()
-    section.text.append(f"Trial #{best.number} on the test split. Lowest recall: {worst} "
-                        f"({per_class.table.loc[worst, 'recall (accuracy)']:.2f}). Most frequent confusions: "
+    worst = table[RECALL].idxmin()
+    section.text.append(f"{which} on the test split; its balanced accuracy is the mean of the recall column. Lowest "
+                        f"recall: {worst} ({table.loc[worst, RECALL]:.2f}). Most frequent confusions: "
                         f"{confused or 'none'}.")
-    section.tables.append(("Per class (test split)", per_class.table))
+    section.tables.append(("Per class (test split)", table))
     section.figures.append(figures.confusion(per_class.confusion))
     return section
 

@@ -1,16 +1,21 @@
-"""Per-class results of the best trial's model on the test split: what it still confuses."""
+"""Per-class results of a model on the test split: what it still confuses, and where its balanced accuracy
+comes from (the mean of the recall column)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import optuna
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
-from hpsearch.studies import StudySpec
-from hpsearch.training.checkpoint import ModelSource
 from hpsearch.training.classification import evaluate
+
+if TYPE_CHECKING:
+    from hpsearch.training.checkpoint import Trained
+    from hpsearch.training.classification import LabelledData
+
+RECALL = "recall (accuracy)"
 
 
 @dataclass(frozen=True)
@@ -24,16 +29,10 @@ class ClassResults:
         return [(a, b, int(count)) for (a, b), count in off_diagonal.nlargest(n).items() if count > 0]
 
 
-def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: str | None,
-                  checkpoints: ModelSource) -> ClassResults | str:
-    """The results of a classification task's trial, or a one-line reason they cannot be computed here."""
-    try:
-        trained = checkpoints.load(trial)
-    except HpsearchError as exc:
-        return str(exc)
-    data = trained.task.load(data_dir, spec.data)
+def class_results(trained: Trained, data: LabelledData, what: str) -> ClassResults:
+    """The per-class results of ``what``, a classification task's model, on ``data``'s test split."""
     if tuple(trained.meta["classes"]) != tuple(data.classes):
-        return f"trial {trial.number} was trained on other classes than the data found now; check --data-dir"
+        raise HpsearchError(f"{what} was trained on other classes than the data found now; check --data-dir")
     names = list(data.classes)
     test = data.split("test")
     predicted = evaluate(trained.model, test, len(names)).predictions
@@ -45,5 +44,6 @@ def class_results(trial: optuna.trial.FrozenTrial, spec: StudySpec, data_dir: st
     precision = (hits / predicted_count.replace(0, float("nan"))).fillna(0.0)
     recall = (hits / support.replace(0, float("nan"))).fillna(0.0)
     f1 = (2 * precision * recall / (precision + recall).replace(0, float("nan"))).fillna(0.0)
-    table = pd.DataFrame({"test samples": support, "precision": precision, "recall (accuracy)": recall, "F1": f1})
+    table = pd.DataFrame({"test samples": support, "precision": precision, RECALL: recall, "F1": f1})
     return ClassResults(table.sort_values("test samples", ascending=False), confusion)
+

@@ -18,8 +18,8 @@ from hpsearch.folders import ensure_folder
 from hpsearch.mlflow import log_folder
 from hpsearch.report import ablation, build, write
 from hpsearch.report.build import Section, walk
-from hpsearch.report.classes import ModelSource
 from hpsearch.studies import StudySpec
+from hpsearch.training.checkpoint import ModelSource
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore

@@ -21,7 +21,8 @@ from hpsearch.studies import Hyperparams
 from hpsearch.training.registry import TASKS
 from hpsearch.training.task import Task
 
-if TYPE_CHECKING:  # training/ is plain torch: a trial is only a type here
+if TYPE_CHECKING:  # training/ is plain torch: a trial and a study are only types here
+    from optuna import Study
     from optuna.trial import FrozenTrial
 
 
@@ -42,9 +43,12 @@ class Trained:
 
 
 class ModelSource(Protocol):
-    """Where a trial's trained model is found (the study's artifact store: search/artifacts.Checkpoints)."""
+    """Where a trial's trained model, and a study's served one, are found (the study's artifact store:
+    search/artifacts.Checkpoints)."""
 
     def load(self, trial: FrozenTrial) -> Trained: ...
+
+    def served(self, study: Study) -> Trained | None: ...
 
 
 def to_bytes(task: Task, hp: Hyperparams, meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> bytes:
