@@ -108,14 +108,14 @@ def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_fil
     study = stored(mixed_study)
     # The per-class table is the served model's, with the best trial's recall beside it: each column's mean is
     # that model's balanced accuracy on the test split.
-    served, best = record.read_served(study), record.read(record.best_trial(study))
+    served, best = record.read_served(study), record.best_trial(study)
     assert f"The served model ({served.description}) on the test split" in markdown
     header, *rows = markdown.split("**Per class (test split)**\n\n")[1].split("\n\n")[0].splitlines()
     columns = [c.strip() for c in header.strip("|").split("|")]
     recall = pd.DataFrame([[float(c) for c in row.strip("|").split("|")[1:]] for row in rows[1:]], columns=columns[1:])
     assert recall["recall (accuracy)"].mean() == pytest.approx(served.results["test_balanced_accuracy"], abs=1e-3)
-    alone = recall[f"recall of trial #{record.best_trial(study).number} alone"]
-    assert alone.mean() == pytest.approx(best.results["test_balanced_accuracy"], abs=1e-3)
+    alone = recall[f"recall of trial #{best.number} alone"]
+    assert alone.mean() == pytest.approx(record.read(best).results["test_balanced_accuracy"], abs=1e-3)
     note = optuna_dashboard.get_note(study)
     assert note.startswith("## Summary") and "index.html" in note
     client = MlflowClient(f"sqlite:///{mixed_study / 'mlflow.db'}")

@@ -46,4 +46,3 @@ def class_results(trained: Trained, data: LabelledData, what: str) -> ClassResul
     f1 = (2 * precision * recall / (precision + recall).replace(0, float("nan"))).fillna(0.0)
     table = pd.DataFrame({"test samples": support, "precision": precision, RECALL: recall, "F1": f1})
     return ClassResults(table.sort_values("test samples", ascending=False), confusion)
-
