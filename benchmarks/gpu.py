@@ -3,9 +3,10 @@
 1. An epoch of the surnames baseline trial (the spec's first enqueued configuration: bi-GRU 128, batch 32), the
    built-in and the hand-written cell, on the GPU against every CPU thread, side by side in one process. The
    search's own training loop (training.loop.Fit): training, validation and all; the second epoch is timed, so
-   that cuDNN's set-up is left out.
+   that cuDNN's set-up and the capture of the step's CUDA graphs (training.graphs) are left out, and the
+   first is printed beside it.
 2. Where a GPU epoch goes: torch.profiler's busiest operators, the share of the epoch the device computes, the
-   kernel launches and how often the CPU waited for the device.
+   kernel and graph launches and how often the CPU waited for the device.
 3. Trials per hour of `hpsearch run --n-jobs K --device DEVICE` for several K on one device, on parallel.py's
    spec (every trial costs the same), relative to K = 1.
 
@@ -13,10 +14,11 @@ Without CUDA the same runs on the CPU, with K = 1, 2: what a machine without a G
 
     HPSEARCH_DATA=../shared/data python benchmarks/gpu.py [--workers 1,2,4,8] [--trials 16] [--epochs 2]
 
-On an H100 with 16 CPU threads parts 1 and 2 take about a minute, part 3 with the defaults over four (K = 1,
-2 and most of 4 filled 255 s): give it eight. `--cells ""` skips part 1; `--cells builtin --workers 0` times
-parts 1 and 2 alone, e.g. for another version of the package on the same machine (PYTHONPATH=that/version):
-a before-and-after of a change.
+On an H100 with 16 CPU threads parts 1 and 2 take about a minute, part 3 with `--trials 32` about four. `--cells ""` skips
+part 1; `--cells builtin --workers 0` times parts 1 and 2 alone, e.g. for another version of the package on
+the same machine (PYTHONPATH=that/version): a before-and-after of a change. Not of part 3: its `python -m
+hpsearch` imports the package from the working directory first. The GPU's tests belong in the same call:
+`python -m pytest --noconftest tests/test_graphs.py` (skipped without CUDA).
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parallel import SPEC, run  # the fixed-cost spec and one timed `hpsearch run`
 
 
-def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) -> tuple[float, str]:
-    """The second epoch's seconds; with ``profiled``, a third epoch under the profiler, summarised."""
+def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) -> tuple[float, float, str]:
+    """The first and second epochs' seconds; with ``profiled``, a third epoch under the profiler, summarised."""
     fit = iter(Fit(task, hp, data.to(device), max_epochs=3, seed=0, device=device, select="val_accuracy"))
-    next(fit)
+    first = next(fit)["epoch_seconds"]
     seconds = next(fit)["epoch_seconds"]
     if not profiled:
-        return seconds, ""
+        return first, seconds, ""
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         next(fit)
         torch.cuda.synchronize()
@@ -57,9 +59,10 @@ def epoch_seconds(task, hp, data, device: torch.device, profiled: bool = False) 
                if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / 1e6
     table = events.table(sort_by="self_device_time_total", row_limit=12)
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel"))
+    graphs = sum(e.count for e in events if e.key == "cudaGraphLaunch")
     waits = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
-    return seconds, (f"{table}\ndevice busy {busy:.2f} s of a {seconds:.2f} s epoch; {launches} kernel launches; "
-                     f"the CPU waited for the device {waits} times")
+    return first, seconds, (f"{table}\ndevice busy {busy:.2f} s of a {seconds:.2f} s epoch; {launches} kernel "
+                            f"launches and {graphs} graph launches; the CPU waited for the device {waits} times")
 
 
 def main() -> None:
@@ -83,11 +86,11 @@ def main() -> None:
     torch.set_num_threads(cores())
     for implementation in filter(None, args.cells.split(",")):
         hp = dataclasses.replace(baseline, implementation=implementation)
-        cpu, _ = epoch_seconds(task, hp, data, torch.device("cpu"))
+        _, cpu, _ = epoch_seconds(task, hp, data, torch.device("cpu"))
         if gpu:
-            on_gpu, summary = epoch_seconds(task, hp, data, device, profiled=implementation == "builtin")
+            first, on_gpu, summary = epoch_seconds(task, hp, data, device, profiled=implementation == "builtin")
             print(f"  {implementation}: CPU ({cores()} threads) / GPU epoch time = {cpu / on_gpu:.2f}x "
-                  f"({cpu:.2f} s, {on_gpu:.2f} s)")
+                  f"({cpu:.2f} s, {on_gpu:.2f} s; the GPU's first epoch {first:.2f} s)")
             if summary:
                 print(f"\n2. where the GPU epoch goes (built-in cell):\n{summary}\n")
         else:

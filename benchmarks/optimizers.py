@@ -52,7 +52,7 @@ def main() -> None:
     baseline = task.hyperparams_of(spec.enqueue[0])
     print(f"a training epoch of the surnames baseline trial on {device}, {args.threads} thread(s), "
           f"median of {args.repeats}:")
-    for name in FUSED:
+    for name in FUSED.get(device.type, ()):
         hp = dataclasses.replace(baseline, optimizer=name, lr=1e-3)
         seconds, losses = {True: [], False: []}, {}
         for _ in range(args.repeats):

@@ -16,14 +16,14 @@ from hpsearch.training.surnames import Surnames
 @pytest.mark.parametrize("cell", get_args(Cell))
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 def test_padding_and_order_never_change_a_prediction(implementation, cell, bidirectional, num_layers, pooling):
     torch.manual_seed(0)
     model = RecurrentClassifier(10, 4, cell=cell, embedding_dim=6, hidden_size=5, num_layers=num_layers,
                                 bidirectional=bidirectional, dropout=0.3, implementation=implementation,
                                 pooling=pooling).eval()
     short = torch.tensor([[3, 1, 4]])
-    alone = model(short, torch.tensor([3]))
+    alone = model(short, torch.tensor([3]))  # no padding: not packed
     assert alone.shape == (1, 4)
     # The same sequence padded to 7 and batched with a longer one must give the same logits.
     batch = torch.tensor([[3, 1, 4, 0, 0, 0, 0], [2, 7, 1, 8, 2, 8, 1]])

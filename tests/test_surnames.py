@@ -8,7 +8,7 @@ import torch
 from conftest import REAL_DATA
 
 from hpsearch.datasets import surnames
-from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise
+from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise, uniform_batches
 from hpsearch.datasets.download import folder_digest, safe_members
 from hpsearch.errors import DataError
 
@@ -85,6 +85,22 @@ def test_shuffled_batches_cover_each_sample_once_longest_first_with_little_paddi
     again = list(shuffled_batches(lengths, 32, generator))
     assert any(not torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert sorted(torch.cat(ordered_batches(lengths, 100)).tolist()) == list(range(1000))
+
+
+def test_uniform_batches_are_whole_batches_of_one_length_but_for_a_few_left_over():
+    lengths = torch.randint(1, 20, (1000,))
+    generator = torch.Generator().manual_seed(0)
+    batches = list(uniform_batches(lengths, 32, generator))
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    uniform = [b for b in batches if len(b) == 32 and bool((lengths[b] == lengths[b][0]).all())]
+    counts = torch.bincount(lengths)
+    assert len(uniform) == int((counts // 32).sum())  # every length fills as many batches as it can
+    rest = [b for b in batches if len(b) < 32 or not bool((lengths[b] == lengths[b][0]).all())]
+    assert sum(map(len, rest)) == int((counts % 32).sum())
+    assert all(bool((lengths[b][:-1] >= lengths[b][1:]).all()) for b in rest)  # packed without a sort
+    again = list(uniform_batches(lengths, 32, generator))
+    assert [len(b) for b in again] != [len(b) for b in batches] or any(
+        not torch.equal(a, b) for a, b in zip(batches, again, strict=True))
 
 
 def test_batch_cuts_padding_to_the_longest_member():

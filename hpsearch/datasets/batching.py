@@ -65,6 +65,23 @@ def shuffled_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Ge
         yield batches[i][torch.argsort(lengths[batches[i]], descending=True, stable=True)]
 
 
+def uniform_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batches in random order, different every epoch: as many as can be of ``batch_size`` sequences of one
+    length (a batch of one shape, which a CUDA graph captured for that shape can replay: training.graphs),
+    the few sequences left over in batches of near-equal length (``shuffled_batches``)."""
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]  # each length's sequences in random order
+    batches, left = [], []
+    for run in by_length.split(torch.bincount(lengths).tolist()):
+        whole = len(run) // batch_size * batch_size
+        batches += run[:whole].split(batch_size) if whole else []
+        left.append(run[whole:])
+    rest = torch.cat(left)
+    batches += [rest[index] for index in shuffled_batches(lengths[rest], batch_size, generator)]
+    for i in torch.randperm(len(batches), generator=generator).tolist():
+        yield batches[i]
+
+
 def ordered_batches(lengths: torch.Tensor, batch_size: int, max_tokens: int = 0) -> list[torch.Tensor]:
     """Deterministic length-sorted batches, for evaluation: at most ``batch_size`` sequences each and, with
     ``max_tokens``, at most that many padded tokens (a single longer sequence is a batch of its own)."""

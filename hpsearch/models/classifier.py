@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from hpsearch.datasets.batching import to_device
 from hpsearch.models.encoder import recurrent
@@ -47,21 +47,29 @@ class RecurrentClassifier(nn.Module):
         """Logits from padded ``tokens`` (batch, time) and their true ``lengths`` (on the CPU).
 
         Packing means no padded position is ever read: the forward state stops at each sequence's last
-        token and the backward direction starts there.
+        token and the backward direction starts there. A batch whose sequences all fill its width needs none.
         """
         if self.max_len:
             tokens, lengths = self._truncate(tokens, lengths)
         if self.training and self.token_dropout:
             tokens = tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < self.token_dropout, 0)
-        # Training batches come longest first (shuffled_batches): packing them as they are saves a sort and
-        # a copy of its order to the device per batch.
-        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
-        packed = pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True, enforce_sorted=longest_first)
-        outputs, state = self.rnn(packed)
+        embedded = self.embedding(tokens)
+        if bool((lengths == tokens.shape[1]).all()):
+            # No padding to skip: the layer runs on the batch as it is. Its shape alone then decides every
+            # kernel, so a CUDA graph captured for it replays (training.graphs).
+            outputs, state = self.rnn(embedded)
+        else:
+            # Training batches come longest first (shuffled_batches): packing them as they are saves a sort and
+            # a copy of its order to the device per batch.
+            longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+            outputs, state = self.rnn(pack_padded_sequence(embedded, lengths, batch_first=True,
+                                                           enforce_sorted=longest_first))
         if self.pooling == "last":
             h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
             # h_n is (layers * directions, batch, hidden); the last layer's directions are its final rows.
             pooled = h_n[-self.num_directions:].transpose(0, 1).reshape(tokens.shape[0], -1)
+        elif not isinstance(outputs, PackedSequence):
+            pooled = outputs.amax(1) if self.pooling == "max" else outputs.mean(1)
         else:
             padding = float("-inf") if self.pooling == "max" else 0.0
             padded, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=padding)
@@ -76,6 +84,8 @@ class RecurrentClassifier(nn.Module):
         kept = lengths.clamp(max=self.max_len)
         if self.keep == "start":
             return tokens[:, : self.max_len], kept
+        if bool((lengths == tokens.shape[1]).all()):  # and no copy to the device, which a CUDA graph cannot replay
+            return tokens[:, tokens.shape[1] - int(kept[0]):], kept
         # The last `kept` tokens of each row, moved to its front: row i reads from lengths[i] - kept[i].
         offsets = torch.arange(int(kept.max()))
         positions = ((lengths - kept)[:, None] + offsets).clamp(max=tokens.shape[1] - 1)

@@ -10,10 +10,11 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise, to_device
+from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise, to_device, uniform_batches
 from hpsearch.models import RecurrentClassifier
 from hpsearch.studies import Hyperparams
 from hpsearch.studies.spec import Limit
+from hpsearch.training.graphs import StepGraphs, graphs_of
 from hpsearch.training.task import Baseline, Epoch, Metric, Task
 
 EVAL_BATCH = 1024
@@ -64,26 +65,35 @@ def class_weights(labels: torch.Tensor, num_classes: int, balance: float) -> tor
 
 
 def train_epoch(model: nn.Module, data: LabelledSplit, batches: Iterable[torch.Tensor], optimizer: torch.optim.Optimizer,
-                grad_clip: float, weights: torch.Tensor) -> Epoch:
-    """Mean training loss (class-weighted) and accuracy over one pass of ``data`` in index ``batches``."""
+                grad_clip: float, weights: torch.Tensor, graphs: StepGraphs | None = None) -> Epoch:
+    """Mean training loss (class-weighted) and accuracy over one pass of ``data`` in index ``batches``; with
+    ``graphs``, a batch whose sequences all have one length replays its shape's captured step."""
     model.train()
-    total_loss = torch.zeros((), device=data.labels.device)
-    correct = torch.zeros((), dtype=torch.long, device=data.labels.device)
-    steps = 0
-    for index in batches:
-        tokens, lengths, labels = data.batch(index)
+
+    def step(tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         logits = model(tokens, lengths)
         loss = nn.functional.cross_entropy(logits, labels, weight=weights)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=graphs is None)  # a captured step writes the gradients it was captured with
         loss.backward()
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        # Accumulate on the device: reading .item() per batch would synchronise a GPU every step.
-        total_loss += loss.detach() * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
+        # Summed on the device: reading .item() per batch would synchronise a GPU every step.
+        return torch.stack([loss.detach() * len(labels), (logits.argmax(1) == labels).sum().float()])
+
+    totals = graphs.start(2, data.labels.device) if graphs is not None else torch.zeros(2, device=data.labels.device)
+    steps = 0
+    for index in batches:
+        tokens, lengths, labels = data.batch(index)
+        if graphs is None:
+            totals += step(tokens, lengths, labels, weights)
+        elif bool((lengths == tokens.shape[1]).all()):
+            graphs.run(tokens.shape, step, tokens, lengths, labels, weights)
+        else:
+            graphs.eager(step, tokens, lengths, labels, weights)
         steps += 1
-    return Epoch({"loss": total_loss.item() / len(data), "accuracy": correct.item() / len(data)}, len(data), steps)
+    loss, correct = totals.tolist()
+    return Epoch({"loss": loss / len(data), "accuracy": correct / len(data)}, len(data), steps)
 
 
 @torch.no_grad()
@@ -136,6 +146,7 @@ class SequenceClassification(Task):
     label: ClassVar[str] = "class"  # and what a class is called ("language")
     token: ClassVar[str] = "token"  # what a token is ("character"), and the n-grams of them the baseline reads
     baseline_ngrams: ClassVar[tuple[int, int]] = (1, 2)
+    graphed: ClassVar[bool] = True  # on a GPU, batches of one length replay a captured step (training.graphs)
 
     hyperparams = ClassifierHyperparams
 
@@ -178,8 +189,10 @@ class SequenceClassification(Task):
                     generator: torch.Generator) -> Epoch:
         train = data.split("train")
         weights = class_weights(train.labels, len(data.classes), hp.class_balance)
-        batches = shuffled_batches(train.lengths, hp.batch_size, generator)
-        return train_epoch(model, train, batches, optimizer, hp.grad_clip, weights)
+        graphs = graphs_of(optimizer) if self.graphed else None
+        # A captured step replays only on its own batch shape, so on a GPU most batches hold one length each.
+        batches = (shuffled_batches if graphs is None else uniform_batches)(train.lengths, hp.batch_size, generator)
+        return train_epoch(model, train, batches, optimizer, hp.grad_clip, weights, graphs)
 
     def evaluate(self, model: nn.Module, data: LabelledData, split: str) -> dict[str, float]:
         result = evaluate(model, data.split(split), len(data.classes))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,14 +38,29 @@ def resolve_device(name: str) -> torch.device:
 
 # One kernel per step for every parameter, rather than several per group of tensors (GPU) or a loop over the
 # tensors (CPU): the surnames baseline's training epoch takes 0.88x the time on an H100 (Adam) and 0.91-0.96x
-# on a CPU, with the same losses (benchmarks/optimizers.py). The other optimizers have no fused form.
-FUSED = ("adam", "adamw", "sgd", "adagrad")
+# on a CPU, with the same losses (benchmarks/optimizers.py). The other optimizers have no fused form, and
+# torch (2.11-2.13) fuses Adagrad's step on the CPU only.
+FUSED = {"cpu": ("adam", "adamw", "sgd", "adagrad"), "cuda": ("adam", "adamw", "sgd")}
+
+# On a GPU these optimizers are built so that training.graphs can capture their step: the learning rate a
+# tensor on the device (a schedule fills it in place) and, where the constructor asks for it, `capturable`.
+# Adagrad's step cannot be captured (it reads its step count on the host), so it runs eagerly. Some steps
+# still run outside a graph (a batch of mixed lengths, a task that captures none), which torch would warn
+# about once per optimizer, that is once per trial.
+CAPTURABLE = ("adam", "adamw", "rmsprop", "adadelta", "adamax")
+GRAPHED = (*CAPTURABLE, "sgd")
+warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True", category=UserWarning)
 
 
 def make_optimizer(hp: Hyperparams, parameters) -> torch.optim.Optimizer:
+    parameters = list(parameters)
+    device = parameters[0].device
+    graphed = device.type == "cuda" and hp.optimizer in GRAPHED
+    lr = torch.tensor(hp.lr, device=device) if graphed else hp.lr
     extra = {"momentum": hp.momentum} if hp.optimizer in ("sgd", "rmsprop") else {}
-    extra |= {"fused": True} if hp.optimizer in FUSED else {}
-    return OPTIMIZERS[hp.optimizer](parameters, lr=hp.lr, weight_decay=hp.weight_decay, **extra)
+    extra |= {"fused": True} if hp.optimizer in FUSED.get(device.type, ()) else {}
+    extra |= {"capturable": True} if graphed and hp.optimizer in CAPTURABLE else {}
+    return OPTIMIZERS[hp.optimizer](parameters, lr=lr, weight_decay=hp.weight_decay, **extra)
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,7 @@ class Fit:
         perfect = self.task.metric(self.select).perfect
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = float(self.optimizer.param_groups[0]["lr"])
             trained = self.task.train_epoch(self.model, self.data, self.optimizer, self.hp, self.generator)
             if not math.isfinite(trained.metrics["loss"]):
                 raise TrainingDiverged(f"training loss became {trained.metrics['loss']}")
