@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 # One kernel per step for every parameter, rather than several per group of tensors (GPU) or a loop over the
 # tensors (CPU): the surnames baseline's training epoch takes 0.88x the time on an H100 (Adam) and 0.91-0.96x
 # on a CPU, with the same losses (benchmarks/optimizers.py). The other optimizers have no fused form, and
-# torch (2.11-2.13) fuses Adagrad's step on the CPU only.
+# torch 2.11 refuses a fused Adagrad on CUDA (2.13 may not; untried), so Adagrad is fused on the CPU only.
 FUSED = {"cpu": ("adam", "adamw", "sgd", "adagrad"), "cuda": ("adam", "adamw", "sgd")}
 
 # On a GPU these optimizers are built so that training.graphs can capture their step: the learning rate a
