@@ -14,11 +14,11 @@ Without CUDA the same runs on the CPU, with K = 1, 2: what a machine without a G
 
     HPSEARCH_DATA=../shared/data python benchmarks/gpu.py [--workers 1,2,4,8] [--trials 16] [--epochs 2]
 
-On an H100 with 16 CPU threads parts 1 and 2 take about a minute, part 3 with `--trials 32` about four. `--cells ""` skips
-part 1; `--cells builtin --workers 0` times parts 1 and 2 alone, e.g. for another version of the package on
-the same machine (PYTHONPATH=that/version): a before-and-after of a change. Not of part 3: its `python -m
-hpsearch` imports the package from the working directory first. The GPU's tests belong in the same call:
-`python -m pytest --noconftest tests/test_graphs.py` (skipped without CUDA).
+On an H100 with 16 CPU threads parts 1 and 2 take about a minute, part 3 with `--trials 32` about four.
+`--cells ""` skips part 1; `--cells builtin --workers 0` times parts 1 and 2 alone. PYTHONPATH=other/version
+times that version of the package, part 3's `hpsearch run` included: a before-and-after of a change on the
+same machine. The GPU's tests belong in the same call: `python -m pytest --noconftest tests/test_graphs.py`
+(skipped without CUDA).
 """
 
 from __future__ import annotations

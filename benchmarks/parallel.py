@@ -45,7 +45,9 @@ lr = {{ low = 1e-3, high = 1e-2, log = true }}
 def run(spec: Path, workdir: Path, jobs: int, threads: int, device: str = "auto") -> tuple[float, float]:
     """Seconds of searching (first trial start to last trial end) and of wall time."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hpsearch", "run", "--study", str(spec), "--workdir", str(workdir),
+    # -P: the package comes from the environment (PYTHONPATH first), not from the working directory, so that
+    # PYTHONPATH=other/version times that version.
+    subprocess.run([sys.executable, "-P", "-m", "hpsearch", "run", "--study", str(spec), "--workdir", str(workdir),
                     "--n-jobs", str(jobs), "--threads", str(threads), "--device", device, "--quiet"],
                    check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
