@@ -8,8 +8,9 @@ does not depend on whether it is stopped later (its seed fixes it, and its cosin
 max_epochs), so a pruned trial is exactly a prefix of its full curve, and the arms differ only in where they
 stop. The arms: no pruning; patience early stopping (the students' method: stop after 3 epochs without a new
 best, and keep the trial); the spec's own pruner; the median pruner (from the 5th trial, after 3 epochs);
-Hyperband; successive halving from the first epoch; a 25th-percentile pruner like the median one. (Optuna's
-Wilcoxon pruner compares per-instance losses within one evaluation, not epochs, so it is not one of them.)
+Hyperband; successive halving from the first and from the second epoch (the surnames spec's); a
+25th-percentile pruner like the median one. (Optuna's Wilcoxon pruner compares per-instance losses within one
+evaluation, not epochs, so it is not one of them.)
 The curves are replayed in the order drawn and in shuffled orders (--orders), so that the best configuration
 comes early in some searches and late in others.
 
@@ -134,6 +135,8 @@ def main() -> None:
         "median (start-up 4, warm-up 3)": lambda: optuna.pruners.MedianPruner(**WARMUP),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
         "successive halving (min 1)": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                                                       reduction_factor=3),
+        "successive halving (min 2)": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=2,
                                                                                        reduction_factor=3),
         "percentile 25 (start-up 4, warm-up 3)": lambda: optuna.pruners.PercentilePruner(25.0, **WARMUP),
     }
