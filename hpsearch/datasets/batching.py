@@ -34,6 +34,12 @@ class Split:
         return self.tokens[device_index, : int(lengths.max())], lengths, self.labels[device_index]
 
 
+def unpadded(tokens: torch.Tensor, lengths: torch.Tensor) -> bool:
+    """Whether every sequence of a batch fills its width: nothing to pack, and a shape that decides every kernel
+    (a CUDA graph captured for it can replay it: training.graphs)."""
+    return bool((lengths == tokens.shape[1]).all())
+
+
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """``tensor`` copied to ``device`` without waiting. A plain copy from the CPU to a GPU first waits until the
     GPU has run everything queued, so one per batch stalls the Python thread that should be queueing the next

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from hpsearch.datasets.batching import to_device
+from hpsearch.datasets.batching import to_device, unpadded
 from hpsearch.models.encoder import recurrent
 
 POOLINGS = ("last", "mean", "max")
@@ -54,9 +54,7 @@ class RecurrentClassifier(nn.Module):
         if self.training and self.token_dropout:
             tokens = tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < self.token_dropout, 0)
         embedded = self.embedding(tokens)
-        if bool((lengths == tokens.shape[1]).all()):
-            # No padding to skip: the layer runs on the batch as it is. Its shape alone then decides every
-            # kernel, so a CUDA graph captured for it replays (training.graphs).
+        if unpadded(tokens, lengths):  # no padding to skip: the layer runs on the batch as it is
             outputs, state = self.rnn(embedded)
         else:
             # Training batches come longest first (shuffled_batches): packing them as they are saves a sort and
@@ -84,7 +82,7 @@ class RecurrentClassifier(nn.Module):
         kept = lengths.clamp(max=self.max_len)
         if self.keep == "start":
             return tokens[:, : self.max_len], kept
-        if bool((lengths == tokens.shape[1]).all()):  # and no copy to the device, which a CUDA graph cannot replay
+        if unpadded(tokens, lengths):  # and no copy to the device, which a CUDA graph cannot replay
             return tokens[:, tokens.shape[1] - int(kept[0]):], kept
         # The last `kept` tokens of each row, moved to its front: row i reads from lengths[i] - kept[i].
         offsets = torch.arange(int(kept.max()))

@@ -10,7 +10,8 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from hpsearch.datasets.batching import ordered_batches, shuffled_batches, tensorise, to_device, uniform_batches
+from hpsearch.datasets.batching import (ordered_batches, shuffled_batches, tensorise, to_device, uniform_batches,
+                                       unpadded)
 from hpsearch.models import RecurrentClassifier
 from hpsearch.studies import Hyperparams
 from hpsearch.studies.spec import Limit
@@ -87,7 +88,7 @@ def train_epoch(model: nn.Module, data: LabelledSplit, batches: Iterable[torch.T
         tokens, lengths, labels = data.batch(index)
         if graphs is None:
             totals += step(tokens, lengths, labels, weights)
-        elif bool((lengths == tokens.shape[1]).all()):
+        elif unpadded(tokens, lengths):
             graphs.run(tokens.shape, step, tokens, lengths, labels, weights)
         else:
             graphs.eager(step, tokens, lengths, labels, weights)
