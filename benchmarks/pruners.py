@@ -14,7 +14,8 @@ evaluation, not epochs, so it is not one of them.)
 The curves are replayed in the order drawn and in shuffled orders (--orders), so that the best configuration
 comes early in some searches and late in others.
 
-The curves are kept in a JSON file (hpsearch-runs/pruner-curves/), so the replay can be rerun at no cost.
+The curves are kept in a JSON file (hpsearch-runs/pruner-curves/), so the replay can be rerun at no cost, and
+an interrupted training resumes at the configuration it stopped in.
 
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames          # 12 x 6 epochs
     HPSEARCH_DATA=../shared/data python benchmarks/pruners.py --study surnames --full   # 40 x the spec's epochs
@@ -43,15 +44,27 @@ PATIENCE = 3
 WARMUP = {"n_startup_trials": 4, "n_warmup_steps": 3}
 
 
-def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int) -> list[dict]:
-    """Each configuration's best-so-far validation values (spec.prune_on), its metric per epoch and seconds."""
+def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int, path: Path) -> list[dict]:
+    """Each configuration's best-so-far validation values (spec.prune_on), its metric per epoch and seconds.
+
+    ``path`` keeps them after every configuration: a run stopped part way resumes at the next configuration
+    (the seeded sampler draws the trained ones again, so it goes on drawing the same sequence)."""
+    found = json.loads(path.read_text()) if path.is_file() else []
+    if len(found) >= trials:
+        return found[:trials]
+    print(f"training {trials - len(found)} of {trials} configurations of '{spec.name}' x {epochs} epochs, "
+          "no pruning ...", flush=True)
+    start = time.perf_counter()
     task = TASKS[spec.task]
     data = task.load(data_dir, spec.data)
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    found = []
+    path.parent.mkdir(parents=True, exist_ok=True)
     for number in range(trials):
         trial = draw.ask()
         hp = spec.sample(trial)
+        draw.tell(trial, 0.0)
+        if number < len(found):
+            continue
         fit = Fit(task, hp, data, max_epochs=epochs, seed=hp.seed(), device=torch.device("cpu"), select=spec.metric)
         row = {"params": trial.params, "reports": [], "values": [], "seconds": [], "failed": False}
         try:
@@ -61,9 +74,10 @@ def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int) -> l
                 row["seconds"].append(metrics["epoch_seconds"])
         except TrainingDiverged:
             row["failed"] = True
-        draw.tell(trial, 0.0)
         found.append(row)
+        path.write_text(json.dumps(found))
         print(f"  configuration {number}: {len(row['values'])} epochs, {sum(row['seconds']):.0f} s", flush=True)
+    print(f"trained in {time.perf_counter() - start:.0f} s; curves kept in {path}")
     return found
 
 
@@ -118,15 +132,7 @@ def main() -> None:
     trials = args.trials or (40 if args.full else 12)
     epochs = args.epochs or (spec.max_epochs if args.full else 6)
     path = Path(args.curves) / f"{spec.name}-{trials}x{epochs}-seed{args.seed}.json"
-    if path.is_file():
-        rows = json.loads(path.read_text())
-    else:
-        print(f"training {trials} configurations of '{spec.name}' x {epochs} epochs, no pruning ...", flush=True)
-        start = time.perf_counter()
-        rows = curves(spec, trials, epochs, args.data_dir, args.seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows))
-        print(f"trained in {time.perf_counter() - start:.0f} s; curves kept in {path}")
+    rows = curves(spec, trials, epochs, args.data_dir, args.seed, path)
     options = spec.pruner.options if spec.pruner.type != "none" else {}
     arms = {  # built afresh for each replay: Hyperband keeps its brackets in the pruner
         "none": optuna.pruners.NopPruner,
@@ -148,7 +154,10 @@ def main() -> None:
     none = found[found["arm"] == "none"].set_index("order")
     found["epochs / none"] = found["epochs"] / found["order"].map(none["epochs"])
     found["seconds / none"] = found["seconds"] / found["order"].map(none["seconds"])
-    found["best - none"] = (found["best"] - found["order"].map(none["best"])) * 100
+    # Below 0 is worse whichever way the metric points.
+    unpruned = found["order"].map(none["best"])
+    gained = found["best"] - unpruned if spec.direction == "maximize" else unpruned - found["best"]
+    found["best - none"] = gained * 100
     table = found.groupby("arm", sort=False).agg(**{
         "epochs / none": ("epochs / none", "mean"), "seconds / none": ("seconds / none", "mean"),
         "completed": ("completed", "mean"), "best - none (points)": ("best - none", "mean"),
@@ -156,7 +165,7 @@ def main() -> None:
     pd.set_option("display.width", 200)
     print(f"\n{spec.name}: {trials} configurations x {epochs} epochs, replayed in {len(orders)} orders "
           f"({spec.prune_on} reported, {spec.metric} ranked; best with no pruning {none['best'].iloc[0]:.4f}); "
-          "means over the orders:")
+          f"means over the orders; points are hundredths of {spec.metric}, below 0 worse than no pruning:")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ ARMS = ("spec", "random", "gp")
 def sampler(spec, arm: str, seed: int) -> Component:
     if arm == "spec":
         return dataclasses.replace(spec.sampler, options={**spec.sampler.options, "seed": seed})
-    if arm == "gp":  # as many random start-up trials as the spec gives TPE
+    # As many random start-up trials as the spec gives TPE; but GP counts (and learns from) completed trials
+    # only, not pruned ones, so under a pruner its start-up lasts longer (RESULTS.md).
+    if arm == "gp":
         startup = {k: v for k, v in spec.sampler.options.items() if k == "n_startup_trials"}
         return Component("gp", {"seed": seed, "warn_independent_sampling": False, **startup})
     return Component(arm, {"seed": seed})
