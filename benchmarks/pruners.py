@@ -50,8 +50,8 @@ def curves(spec, trials: int, epochs: int, data_dir: str | None, seed: int, path
     ``path`` keeps them after every configuration: a run stopped part way resumes at the next configuration
     (the seeded sampler draws the trained ones again, so it goes on drawing the same sequence)."""
     found = json.loads(path.read_text()) if path.is_file() else []
-    if len(found) >= trials:
-        return found[:trials]
+    if len(found) == trials:
+        return found
     print(f"training {trials - len(found)} of {trials} configurations of '{spec.name}' x {epochs} epochs, "
           "no pruning ...", flush=True)
     start = time.perf_counter()
