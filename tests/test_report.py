@@ -41,10 +41,22 @@ def test_pareto_front_is_exactly_the_non_dominated_trials():
     for value, seconds in points.values():
         study.add_trial(hand_made(value=value, epoch_seconds=seconds))
     study.add_trial(hand_made(state=TrialState.PRUNED, value=0.99, epoch_seconds=0.1))  # not a finished result
-    frame = analysis.completed(analysis.trials_frame(study))
+    frame = analysis.completed(analysis.trials_frame(study, load_spec("surnames", TASKS)))
     mask = analysis.pareto_mask(frame["value"], frame["epoch_seconds"])
     # 2 and 4 lose to 1, 6 to 3; 0 and 5 tie, and neither beats the other, so both stay.
     assert sorted(frame.loc[mask, "number"]) == [0, 1, 3, 5, 7]
+
+
+def test_the_trials_frame_leaves_out_what_a_trial_never_used(spec_file):
+    study = optuna.create_study(direction="maximize")
+    used = {"rnn": {"cell": "rnn", "nonlinearity": "relu", "optimizer": "sgd", "momentum": 0.5},
+            "gru": {"cell": "gru", "nonlinearity": "tanh", "optimizer": "adam", "momentum": 0.0}}
+    for config in used.values():  # the full configurations trials record: a GRU's unused defaults included
+        study.add_trial(hand_made(value=0.5, hyperparams={**config, "pooling": "last"}))
+    frame = analysis.trials_frame(study, load_spec(str(spec_file), TASKS)).set_index("cell")
+    assert frame.loc["rnn", ["nonlinearity", "momentum"]].tolist() == ["relu", 0.5]
+    assert frame.loc["gru", ["nonlinearity", "momentum"]].isna().all()
+    assert frame["pooling"].tolist() == ["last", "last"]  # not searched, but every trial used it
 
 
 def test_levels_bin_wide_numeric_ranges_and_cross_categories():
@@ -63,6 +75,12 @@ def test_levels_bin_wide_numeric_ranges_and_cross_categories():
     assert analysis.levels(few, ["batch_size"]).tolist() == ["32", "64", "128"] * 4
     crossed = analysis.levels(frame, ["cell", "bidirectional", "implementation"]).tolist()
     assert crossed[:2] == ["gru bi", "gru uni"]  # a constant column is left out of the label
+    # A GRU has no nonlinearity to choose (trials_frame leaves it empty): it is no level of that question, and
+    # the RNNs' cell, the same for all of them, is left out of the label.
+    cells = pd.DataFrame({"cell": ["rnn", "rnn", "gru", "lstm"], "nonlinearity": ["tanh", "relu", None, None]})
+    nonlinearity = analysis.levels(cells, ["cell", "nonlinearity"])
+    assert nonlinearity[:2].tolist() == ["tanh", "relu"] and nonlinearity[2:].isna().all()
+    assert analysis.levels(cells[1:], ["cell", "nonlinearity"]) is None  # one RNN nonlinearity: not searched
 
 
 @pytest.fixture

@@ -148,6 +148,12 @@ def test_conditional_params_are_sampled_only_when_their_condition_holds(spec_fil
     assert "embedding_dim" not in trial.params  # fixed values are not search dimensions
     assert (adam.momentum, adam.nonlinearity, adam.embedding_dim) == (Hyperparams.momentum, "tanh", 8)
 
+    # What a report shows of each: the defaults a trial never used are left out, fixed and unsearched values kept.
+    shown = spec.applicable(dataclasses.asdict(adam))
+    assert "momentum" not in shown and "nonlinearity" not in shown
+    assert (shown["embedding_dim"], shown["cell"], shown["class_balance"]) == (8, "gru", adam.class_balance)
+    assert spec.applicable(dataclasses.asdict(sgd)) == dataclasses.asdict(sgd)
+
 
 def test_every_numeric_hyperparameter_has_a_limit():
     numeric = {f.name for f in dataclasses.fields(Hyperparams) if f.type in ("int", "float")}

@@ -287,6 +287,8 @@ def test_addition_learns_exact_sums_predicts_and_refuses_bad_input(adding, tmp_p
     assert "from completed trials only (the pruned ones reported another metric)" in markdown
     assert "median steps_to_exact" in markdown and "median ms/step" in markdown
     assert "Nonlinearity: tanh or relu" in markdown and "on the test split exact match" in markdown
+    # The best trial's configuration leaves out what addition ignores: a class weight is no choice it made.
+    assert "| cell |" in markdown and "| class_balance |" not in markdown
 
 
 @pytest.mark.parametrize(("line", "problem"), [

@@ -14,15 +14,16 @@ import pandas as pd
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.studies import record
+from hpsearch.studies import StudySpec, record
 
 FEW = 3  # a level with fewer completed trials than this gets an explicit caution
 MAX_BINS = 5  # a numeric parameter's levels: at most this many ranges, and about FEW trials in each
 MIN_FOR_IMPORTANCE = 5  # completed trials before importances mean anything
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     """One row per trial: optuna's trials_dataframe (state, value, times) joined with what each trial recorded:
-    its results, costs and full configuration (sampled and fixed values) as plain columns."""
+    its results, costs and configuration (sampled and fixed values) as plain columns; a conditional parameter
+    whose conditions did not hold for the trial is empty (NaN)."""
     value = "value" if len(study.directions) == 1 else "values"  # multi-objective: values_0, values_1
     frame = study.trials_dataframe(attrs=("number", value, "datetime_start", "datetime_complete", "duration",
                                           "state"), multi_index=False)
@@ -33,7 +34,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         positions = ["value"] if value == "value" else [f"values_{i}" for i in range(len(names))]
         frame = frame.rename(columns=dict(zip(names, positions, strict=True)))
     records = [record.read(trial) for trial in study.get_trials(deepcopy=False)]
-    details = pd.DataFrame([{**r.summary(), "max_epochs": r.max_epochs, **(r.hyperparams or {})} for r in records],
+    details = pd.DataFrame([{**r.summary(), "max_epochs": r.max_epochs, **spec.applicable(r.hyperparams or {})}
+                            for r in records],
                            index=frame.index)
     return frame.join(details)
 
@@ -87,16 +89,20 @@ def levels(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
     """The level of each trial for a question: categorical values as they are, crossed when there are several
     columns (constant ones left out); a numeric parameter with more distinct values than ranges it can fill
     (about FEW trials each) in ranges."""
-    present = [c for c in columns if c in frame and frame[c].nunique(dropna=True) > 1]
+    known = [c for c in columns if c in frame]
+    # A trial that a parameter did not apply to (a GRU's nonlinearity: empty in trials_frame) has no level here.
+    applied = frame[frame[known].notna().all(axis=1)]
+    present = [c for c in known if applied[c].nunique() > 1]
     if not present:
         return None
-    column = frame[present[0]]
+    column = applied[present[0]]
     if len(present) == 1 and pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        bins = max(2, min(MAX_BINS, int(column.notna().sum()) // FEW))
+        bins = max(2, min(MAX_BINS, len(column) // FEW))
         if column.nunique() > bins:
-            return _ranges(column.astype(float), bins)
-    text = {c: frame[c].map(lambda v, c=c: label(c, v)) for c in present}
-    return pd.Series([" ".join(parts) for parts in zip(*text.values(), strict=True)], index=frame.index)
+            return _ranges(column.astype(float), bins).reindex(frame.index)
+    text = {c: applied[c].map(lambda v, c=c: label(c, v)) for c in present}
+    return pd.Series([" ".join(parts) for parts in zip(*text.values(), strict=True)],
+                     index=applied.index).reindex(frame.index)
 
 
 def _ranges(values: pd.Series, bins: int) -> pd.Series:

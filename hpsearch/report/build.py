@@ -52,7 +52,7 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
           controlled: Sequence[Section] = (), judge: optuna.Study | None = None) -> list[Section]:
     """The report's sections; ``controlled`` (the study's ablations) follow the comparison questions they answer
     better. For a task that writes text, ``judge`` is a classifying study that reads the samples."""
-    frame = analysis.trials_frame(study)
+    frame = analysis.trials_frame(study, spec)
     multi = len(study.directions) > 1
     if multi:  # every section below reads the first objective, the validation metric, as "value"
         frame["value"] = frame["values_0"]
@@ -95,7 +95,7 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
         names = study.metric_names or [f"value {i}" for i in range(len(trial.values))]
         rows.append({"trial": trial.number, **dict(zip(names, trial.values, strict=True)), **stored.scores(),
                      "best_epoch": stored.best_epoch, "n_params": stored.n_params,
-                     "epoch_seconds": stored.epoch_seconds, **(stored.hyperparams or trial.params)})
+                     "epoch_seconds": stored.epoch_seconds, **spec.applicable(stored.hyperparams or trial.params)})
     if rows:  # one column per trial: a row per trial would be as wide as the configuration is long
         section.tables.append(("Best trial" if not multi else "Pareto-optimal trials",
                                pd.DataFrame(rows).set_index("trial").T.rename_axis("trial", axis=1)))

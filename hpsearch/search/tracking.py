@@ -25,7 +25,8 @@ class TrialTracking:
 
     def __init__(self, study: optuna.Study, spec: StudySpec, tracking_uri: str, *, artifact_root: Path,
                  settings: dict[str, Any], register_as: str | None = None, log_best: bool = True) -> None:
-        self.study, self.settings, self.register_as, self.log_best = study, settings, register_as, log_best
+        self.study, self.spec, self.settings = study, spec, settings
+        self.register_as, self.log_best = register_as, log_best
         self.tracking = StudyTracking.open(tracking_uri, study.study_name, artifact_root=artifact_root,
                                            parent_run_id=study.user_attrs.get(PARENT_ATTR),
                                            params={"task": spec.task, "metric": ",".join(spec.metrics),
@@ -36,7 +37,7 @@ class TrialTracking:
         self.checkpoints: dict[int, bytes] = {}  # completed trials' best models, until the callback logs one
 
     def trial_started(self, trial: optuna.Trial, hp: Hyperparams) -> None:
-        params = {**dataclasses.asdict(hp), **self.settings, "code_version": __version__}
+        params = {**self.spec.applicable(dataclasses.asdict(hp)), **self.settings, "code_version": __version__}
         run_id = self.tracking.start_trial(self.study.study_name, trial.number, params)
         self.runs[trial.number] = run_id
         record.write(trial, mlflow_run_id=run_id)

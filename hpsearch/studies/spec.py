@@ -129,6 +129,7 @@ class TaskDeclaration(Protocol):
     objective: str
     data_options: type[DataOptions]
     hyperparams: type[Hyperparams]
+    unused: Mapping[str, str]  # fields of hyperparams the task ignores, each with why
 
     def selectable(self) -> dict[str, str]: ...
 
@@ -198,6 +199,7 @@ class StudySpec:
     stop: StopRule | None = None
     timeout: float | None = None  # seconds after which a run starts no new trial; --timeout overrides
     serve_metric: str = ""  # what a classification study's served model answers for (search/served.py)
+    unused: frozenset[str] = frozenset()  # fields of hyperparams the task ignores
 
     @property
     def metric(self) -> str:
@@ -218,6 +220,17 @@ class StudySpec:
             if param.active(chosen):
                 chosen[param.name] = param.suggest(trial)
         return self.hyperparams(**chosen)
+
+    def applicable(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` (a trial's full configuration) without what the trial never used: the conditional
+        parameters whose conditions did not hold for it (an LSTM's nonlinearity, Adam's momentum) and the fields
+        its task ignores. Their defaults, shown, would read as choices."""
+        held: dict[str, Any] = {}
+        for param in self.space:  # in sample()'s order, so a condition sees what sample() saw
+            if param.name in config and param.active(held):
+                held[param.name] = config[param.name]
+        unused = self.unused | ({param.name for param in self.space} - held.keys())
+        return {name: value for name, value in config.items() if name not in unused}
 
 
 _TOP_KEYS = {"name", "description", "task", "metric", "direction", "prune_on", "serve_metric", "n_trials",
@@ -322,7 +335,7 @@ def _build(raw: dict, path: Path, tasks: Mapping[str, TaskDeclaration], problems
                      n_trials=raw.get("n_trials", 40), max_epochs=raw.get("max_epochs", 20), prune_on=prune_on,
                      description=raw.get("description", ""), data=data, hyperparams=hyperparams, sampler=sampler,
                      pruner=pruner, space=space, enqueue=enqueue, stop=stop, timeout=timeout,
-                     serve_metric=serve_metric)
+                     serve_metric=serve_metric, unused=frozenset(task.unused))
 
 
 def _name(raw: dict, path: Path, problems: list[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -14,7 +14,6 @@ from hpsearch.datasets import addition
 from hpsearch.errors import HpsearchError
 from hpsearch.models import DigitAdder
 from hpsearch.studies import Hyperparams
-from hpsearch.studies.spec import Param
 from hpsearch.training.task import QUESTIONS, Epoch, Metric, Question, Task
 
 EVAL_BATCH = 1024
@@ -43,11 +42,7 @@ class Addition(Task):
     training_memory = int(1.7e9)
     questions = (*QUESTIONS, Question("nonlinearity", "Nonlinearity", ("cell", "nonlinearity"),
                                       "tanh or relu (a plain RNN's choice)?"))
-
-    @classmethod
-    def check_space(cls, space: Sequence[Param]) -> list[str]:
-        return [f"space.{p.name}: addition has no classes to weigh; remove it" for p in space
-                if p.name == "class_balance"]
+    unused: ClassVar = {"class_balance": "addition has no classes to weigh"}
 
     def load(self, root: str | None, options: addition.Options) -> addition.AdditionData:
         return addition.load(options)  # generated from the options alone: nothing to read under ``root``

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from hpsearch.datasets import imdb
-from hpsearch.studies.spec import Limit, Param
+from hpsearch.studies.spec import Limit
 from hpsearch.training.classification import ClassifierHyperparams, SequenceClassification
 from hpsearch.training.task import QUESTIONS, Question
 
@@ -47,10 +47,7 @@ class Imdb(SequenceClassification):
     # and the full-size data (0.50 GB); `python benchmarks/imdb_data.py --largest`, 2026-11-26.
     training_memory = int(2.1e9)
 
-    @classmethod
-    def check_space(cls, space: Sequence[Param]) -> list[str]:
-        return [f"space.{p.name}: the reviews are balanced; a class weight changes nothing, remove it"
-                for p in space if p.name == "class_balance"]
+    unused: ClassVar = {"class_balance": "the reviews are balanced; a class weight changes nothing"}
 
     def load(self, root: str | None, options: imdb.Options) -> imdb.ImdbData:
         return imdb.load(root, options)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -54,16 +54,14 @@ class Makenames(Task):
     # run with 3 layers of 16 peaks at 0.53 GB); measured on 2026-11-26.
     training_memory = int(0.75e9)
 
+    unused: ClassVar = {"class_balance": "generation has no classes to weigh"}
+
     @classmethod
     def check_space(cls, space: Sequence[Param]) -> list[str]:
-        problems = []
-        for p in space:
-            if p.name == "bidirectional" and (True in p.choices or p.value is True):
-                problems.append("space.bidirectional: a model that writes left to right cannot read the characters "
-                                "to come; remove it (it is false by default)")
-            if p.name == "class_balance":
-                problems.append("space.class_balance: generation has no classes to weigh; remove it")
-        return problems
+        return [*super().check_space(space),
+                *("space.bidirectional: a model that writes left to right cannot read the characters to come; "
+                  "remove it (it is false by default)" for p in space
+                  if p.name == "bidirectional" and (True in p.choices or p.value is True))]
 
     def load(self, root: str | None, options: Fractions) -> makenames.NameData:
         return makenames.load(root, val_fraction=options.val_fraction, test_fraction=options.test_fraction,

@@ -89,6 +89,9 @@ class Task(ABC):
     # Bytes that training the largest model of the task's built-in spaces adds to a worker that has loaded
     # torch, MLflow and the data: --n-jobs is refused when the workers would not fit in memory. Measure it.
     training_memory: ClassVar[int]
+    # Fields of Hyperparams the task's model and loss ignore, each with why: a spec may not search them, and
+    # reports and MLflow do not show their defaults as if a trial had chosen them.
+    unused: ClassVar[Mapping[str, str]] = {}
 
     # -- declarations, read by spec validation --------------------------------------------------------------
     @classmethod
@@ -105,7 +108,7 @@ class Task(ABC):
     @classmethod
     def check_space(cls, space: Sequence[Param]) -> list[str]:
         """Problems with a spec's space that only this task knows of, as ``space.<name>: ...`` lines."""
-        return []
+        return [f"space.{p.name}: {cls.unused[p.name]}; remove it" for p in space if p.name in cls.unused]
 
     # -- data and model -------------------------------------------------------------------------------------
     @abstractmethod
