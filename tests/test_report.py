@@ -12,6 +12,7 @@ import optuna_dashboard
 import pandas as pd
 import pytest
 import servers
+import torch
 from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -57,6 +58,21 @@ def test_the_trials_frame_leaves_out_what_a_trial_never_used(spec_file):
     assert frame.loc["rnn", ["nonlinearity", "momentum"]].tolist() == ["relu", 0.5]
     assert frame.loc["gru", ["nonlinearity", "momentum"]].isna().all()
     assert frame["pooling"].tolist() == ["last", "last"]  # not searched, but every trial used it
+
+
+def test_paired_intervals_hold_the_difference_and_widen_with_fewer_rows():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (600,), generator=g)
+    ours = torch.where(torch.rand(600, generator=g) < 0.9, labels, (labels + 1) % 3)
+    theirs = torch.where(torch.rand(600, generator=g) < 0.8, labels, (labels + 1) % 3)
+    found = analysis.paired_intervals(ours, theirs, labels, 3)
+    difference = ((ours == labels).float().mean() - (theirs == labels).float().mean()).item()
+    low, high = found["accuracy"]
+    assert 0 < low < difference < high  # ten points apart on 600 rows: told apart
+    few = analysis.paired_intervals(ours[:40], theirs[:40], labels[:40], 3)["accuracy"]
+    assert few[1] - few[0] > 2 * (high - low)  # a fifteenth of the rows: about four times as wide
+    same = analysis.paired_intervals(ours, ours, labels, 3)
+    assert same == {name: (0.0, 0.0) for name in ("accuracy", "balanced_accuracy", "blended_accuracy")}
 
 
 def test_levels_bin_wide_numeric_ranges_and_cross_categories():
@@ -119,7 +135,15 @@ def test_report_writes_every_section_offline_and_publishes(mixed_study, spec_fil
     assert "Baseline: class-weighted character 1-4-gram TF-IDF + logistic regression" in markdown
     # The search serves its best trials mixed with the baseline: the table compares what a user gets.
     assert "**Served model against the baseline**" in markdown and "| test_balanced_accuracy |" in markdown
-    assert "| best trial | served model | baseline | served model - baseline |" in markdown
+    header = "| best trial | served model | baseline | served model - baseline | 95% interval of the difference |"
+    assert header in markdown
+    # How strong the evidence is: each test score's interval holds its difference, and the verdict follows it.
+    rows = re.findall(r"\| (test_\w+) \| [^|]+ \| [^|]+ \| [^|]+ \| ([-\d.e]+) \| ([-+\d.]+) to ([-+\d.]+) \|", markdown)
+    assert [name for name, *_ in rows] == ["test_accuracy", "test_balanced_accuracy", "test_blended_accuracy"]
+    for name, difference, low, high in rows:
+        assert float(low) <= float(difference) <= float(high)
+        state = "ahead" if float(low) > 0 else "behind" if float(high) < 0 else "not told apart"
+        assert f"{name[5:].replace('_', ' ')} {float(difference):+.4f} ({low} to {high}), {state}" in markdown
     # 5 completed and 1 pruned trial have a value (the pruned one its best report); the failed one has none.
     assert "drawn like the 6 so far, from completed and pruned trials" in markdown and "(budget.png)" in markdown
 

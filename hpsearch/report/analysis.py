@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 import pandas as pd
+import torch
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState
+from scipy import stats
 
 from hpsearch.studies import StudySpec, record
+from hpsearch.training.classification import SCORES, scores
 
 FEW = 3  # a level with fewer completed trials than this gets an explicit caution
 MAX_BINS = 5  # a numeric parameter's levels: at most this many ranges, and about FEW trials in each
@@ -293,3 +296,23 @@ def budgets(study: optuna.Study, prune_on: str, metric: str) -> Budgets | None:
     trials = np.arange(1, 2 * len(values) + 1)
     expected, spread = expected_best(values, maximize, trials)
     return Budgets(order, with_pruned, trials, expected, spread)
+
+
+RESAMPLES = 2000  # of a paired bootstrap: 1.2 s for the 1,799 test names of surnames, 13 s for 25,000 reviews
+
+
+def paired_intervals(ours: torch.Tensor, theirs: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int) -> dict[str, tuple[float, float]]:
+    """95% interval of each score (accuracy, balanced and blended accuracy) of the predictions ``ours`` minus
+    that of ``theirs``, for the same rows: a percentile bootstrap that resamples the rows, both models scored on
+    each resample, so what they share does not count as noise. Balanced accuracy needs it most: on a test split
+    with 7-10 names in its smallest classes, one name moves it by about a point."""
+    def difference(mine: np.ndarray, other: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        found = [scores(torch.from_numpy(p), torch.from_numpy(truth), num_classes) for p in (mine, other)]
+        return np.array([found[0][name] - found[1][name] for name in SCORES])
+
+    result = stats.bootstrap((ours.cpu().numpy(), theirs.cpu().numpy(), labels.cpu().numpy()), difference,
+                             paired=True, vectorized=False, n_resamples=RESAMPLES, method="percentile",
+                             random_state=0)
+    bounds = zip(result.confidence_interval.low, result.confidence_interval.high, strict=True)
+    return {name: (float(low), float(high)) for name, (low, high) in zip(SCORES, bounds, strict=True)}

@@ -16,7 +16,8 @@ from hpsearch.report import analysis, figures
 from hpsearch.report.classes import RECALL, class_results
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS
-from hpsearch.training.checkpoint import ModelSource
+from hpsearch.training.checkpoint import ModelSource, Trained
+from hpsearch.training.classification import LabelledData, SequenceClassification, evaluate
 from hpsearch.training.task import Task
 
 COSTS = {"epoch_seconds": "mean epoch seconds", "n_params": "parameter count"}
@@ -59,9 +60,10 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
     metric = study.user_attrs.get("metric", spec.metric)
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     task = TASKS[spec.task]
-    sections = [_summary(study, frame, spec, metric, multi)]
+    tested = _tested(study, spec, data_dir, checkpoints) if task.has_classes else None
+    sections = [_summary(study, frame, spec, metric, multi, tested)]
     if task.has_classes:
-        sections.append(_classes(study, spec, data_dir, checkpoints))
+        sections.append(_classes(study, tested))
     if task.generates:
         sections.append(_samples(study, checkpoints, judge))
     if not multi:
@@ -70,7 +72,39 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
             _comparisons(frame, task, metric, maximize, bool(controlled)), *controlled, _dynamics(study, spec, multi)]
 
 
-def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool) -> Section:
+@dataclass(frozen=True)
+class Tested:
+    """A classification study's data and its best trial's and served models, loaded once for the sections that
+    score them on the test split."""
+
+    data: LabelledData
+    best: Trained
+    served: Trained | None
+
+    @property
+    def answering(self) -> Trained:
+        return self.served or self.best  # what a user gets
+
+
+def _tested(study: optuna.Study, spec: StudySpec, data_dir: str | None,
+            checkpoints: ModelSource) -> Tested | HpsearchError | None:
+    """The study's test data and models; None before a trial completed, the one-line error where they cannot be
+    loaded or no longer match the data."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    try:
+        best = checkpoints.load(record.best_trial(study))
+        tested = Tested(best.task.load(data_dir, spec.data), best, checkpoints.served(study))
+    except HpsearchError as exc:
+        return exc
+    for what, trained in (("the best trial", tested.best), ("the served model", tested.served)):
+        if trained and tuple(trained.meta["classes"]) != tuple(tested.data.classes):
+            return HpsearchError(f"{what} was trained on other classes than the data found now; check --data-dir")
+    return tested
+
+
+def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool,
+             tested: Tested | HpsearchError | None) -> Section:
     section = Section("Summary")
     summary = analysis.summarize(frame, spec.max_epochs)
     states = ", ".join(f"{count} {state.lower()}" for state, count in summary.states.items())
@@ -105,11 +139,11 @@ def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: 
                                for name, value in record.read(top).scores("test_").items()) or "nothing recorded"
         section.text.append(f"Best trial #{top.number}: {metric} {top.values[0]:.4f}; on the test split {on_test} "
                             "(selection used the validation split only).")
-        _against_baseline(section, study, record.read(top))
+        _against_baseline(section, study, record.read(top), tested if isinstance(tested, Tested) else None)
     return section
 
 
-def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord) -> None:
+def _against_baseline(section: Section, study: optuna.Study, best: record.TrialRecord, tested: Tested | None) -> None:
     served = record.read_served(study)
     if served:
         section.text.append(f"Served model (what `hpsearch predict` and the MLflow model answer with): "
@@ -126,13 +160,43 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
             for name, value in baseline.results.items() if name in best.results}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
     test = table[table.index.str.startswith("test_")][difference]
-    margin = f"{test.min():+.4f}" + ("" if test.min() == test.max() else f" to {test.max():+.4f}")
-    verdict = (f"{model} is ahead on every test metric (by {margin})"
-               if (test > 0).all() else f"{model} is not ahead on {', '.join(test.index[test <= 0])}: "
-               "there the search has not yet paid for itself")
-    section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s); {verdict}.")
+    if tested and isinstance(tested.best.task, SequenceClassification):
+        intervals = _intervals(tested)
+        table["95% interval of the difference"] = pd.Series({name: f"{low:+.4f} to {high:+.4f}"
+                                           for name, (low, high) in intervals.items()})
+        verdict = _verdict(model, test, intervals, len(tested.data.split("test")))
+    else:
+        margin = f"{test.min():+.4f}" + ("" if test.min() == test.max() else f" to {test.max():+.4f}")
+        verdict = (f"{model.capitalize()} is ahead on every test metric (by {margin})."
+                   if (test > 0).all() else f"{model.capitalize()} is not ahead on "
+                   f"{', '.join(test.index[test <= 0])}: there the search has not yet paid for itself.")
+    section.text.append(f"Baseline: {baseline.description} ({baseline.seconds:.1f} s). {verdict}")
     # Differences to the decimals of the scores beside them (the page shows 4 significant digits).
     section.tables.append((f"{model[4:].capitalize()} against the baseline", table.round({difference: 4})))
+
+
+def _intervals(tested: Tested) -> dict[str, tuple[float, float]]:
+    """95% intervals of the test scores of what a user gets minus the baseline's (fitted again: deterministic)."""
+    test, classes = tested.data.split("test"), len(tested.data.classes)
+    ours = evaluate(tested.answering.model, test, classes).predictions
+    theirs = evaluate(tested.best.task.baseline_model(tested.data), test, classes).predictions
+    found = analysis.paired_intervals(ours, theirs, test.labels, classes)
+    return {f"test_{name}": bounds for name, bounds in found.items()}
+
+
+def _verdict(model: str, test: pd.Series, intervals: dict[str, tuple[float, float]], rows: int) -> str:
+    """Ahead, behind, or not told apart on each test score: whether the difference's interval holds 0."""
+    parts = []
+    for name, value in test.items():
+        low, high = intervals[name]
+        state = "ahead" if low > 0 else "behind" if high < 0 else "not told apart"
+        parts.append(f"{name.removeprefix('test_').replace('_', ' ')} {value:+.4f} ({low:+.4f} to {high:+.4f}), "
+                     f"{state}")
+    ahead = all(part.endswith("ahead") for part in parts)
+    return (f"{model.capitalize()} against it on the test split, with 95% intervals of the difference (a "
+            f"paired bootstrap over its {rows:,} rows): {'; '.join(parts)}."
+            + ("" if ahead else " Where it is not ahead, the search has not shown that it paid for itself; an "
+                                "interval that holds 0 means the test split cannot tell the two apart."))
 
 
 def _more_search(study: optuna.Study, spec: StudySpec, metric: str) -> Section:
@@ -157,23 +221,20 @@ def _more_search(study: optuna.Study, spec: StudySpec, metric: str) -> Section:
     return section
 
 
-def _classes(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoints: ModelSource) -> Section:
+def _classes(study: optuna.Study, tested: Tested | HpsearchError | None) -> Section:
     section = Section("Per-class results of the best model")
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if tested is None:
         section.text.append("No completed trial yet.")
         return section
-    best = record.best_trial(study)
-    try:
-        trial_model, served = checkpoints.load(best), checkpoints.served(study)
-        data = trial_model.task.load(data_dir, spec.data)
-        alone = class_results(trial_model, data, f"trial {best.number}")
-        # What a user gets is the served model; the best trial's recall beside it shows what the mixture changed.
-        per_class = class_results(served, data, "the served model") if served else alone
-    except HpsearchError as exc:
-        section.text.append(f"Not computed: {exc}.")
+    if isinstance(tested, HpsearchError):
+        section.text.append(f"Not computed: {tested}.")
         return section
+    best = record.best_trial(study)
+    alone = class_results(tested.best, tested.data)
+    # What a user gets is the served model; the best trial's recall beside it shows what the mixture changed.
+    per_class = class_results(tested.served, tested.data) if tested.served else alone
     table = per_class.table
-    if served:
+    if tested.served:
         table = table.assign(**{f"recall of trial #{best.number} alone": alone.table[RECALL]})
         which = f"The served model ({record.read_served(study).description})"
     else:

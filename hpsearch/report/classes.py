@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hpsearch.errors import HpsearchError
 from hpsearch.training.classification import evaluate
 
 if TYPE_CHECKING:
@@ -29,10 +28,8 @@ class ClassResults:
         return [(a, b, int(count)) for (a, b), count in off_diagonal.nlargest(n).items() if count > 0]
 
 
-def class_results(trained: Trained, data: LabelledData, what: str) -> ClassResults:
-    """The per-class results of ``what``, a classification task's model, on ``data``'s test split."""
-    if tuple(trained.meta["classes"]) != tuple(data.classes):
-        raise HpsearchError(f"{what} was trained on other classes than the data found now; check --data-dir")
+def class_results(trained: Trained, data: LabelledData) -> ClassResults:
+    """The per-class results of a classification task's model, trained on ``data``'s classes, on its test split."""
     names = list(data.classes)
     test = data.split("test")
     predicted = evaluate(trained.model, test, len(names)).predictions
