@@ -50,9 +50,9 @@ def test_pareto_front_is_exactly_the_non_dominated_trials():
 
 def test_the_trials_frame_leaves_out_what_a_trial_never_used(spec_file):
     study = optuna.create_study(direction="maximize")
-    used = {"rnn": {"cell": "rnn", "nonlinearity": "relu", "optimizer": "sgd", "momentum": 0.5},
-            "gru": {"cell": "gru", "nonlinearity": "tanh", "optimizer": "adam", "momentum": 0.0}}
-    for config in used.values():  # the full configurations trials record: a GRU's unused defaults included
+    recorded = [{"cell": "rnn", "nonlinearity": "relu", "optimizer": "sgd", "momentum": 0.5},
+                {"cell": "gru", "nonlinearity": "tanh", "optimizer": "adam", "momentum": 0.0}]
+    for config in recorded:  # the full configurations trials record: a GRU's unused defaults included
         study.add_trial(hand_made(value=0.5, hyperparams={**config, "pooling": "last"}))
     frame = analysis.trials_frame(study, load_spec(str(spec_file), TASKS)).set_index("cell")
     assert frame.loc["rnn", ["nonlinearity", "momentum"]].tolist() == ["relu", 0.5]

@@ -25,8 +25,8 @@ MIN_FOR_IMPORTANCE = 5  # completed trials before importances mean anything
 
 def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     """One row per trial: optuna's trials_dataframe (state, value, times) joined with what each trial recorded:
-    its results, costs and configuration (sampled and fixed values) as plain columns; a conditional parameter
-    whose conditions did not hold for the trial is empty (NaN)."""
+    its results, costs and configuration (sampled and fixed values) as plain columns; what the trial never used
+    (``StudySpec.applicable``: a GRU's nonlinearity) is empty (NaN)."""
     value = "value" if len(study.directions) == 1 else "values"  # multi-objective: values_0, values_1
     frame = study.trials_dataframe(attrs=("number", value, "datetime_start", "datetime_complete", "duration",
                                           "state"), multi_index=False)

@@ -162,8 +162,8 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
     test = table[table.index.str.startswith("test_")][difference]
     if tested and isinstance(tested.best.task, SequenceClassification):
         intervals = _intervals(tested)
-        table["95% interval of the difference"] = pd.Series({name: f"{low:+.4f} to {high:+.4f}"
-                                           for name, (low, high) in intervals.items()})
+        table["95% interval of the difference"] = pd.Series(
+            {name: f"{low:+.4f} to {high:+.4f}" for name, (low, high) in intervals.items()})
         verdict = _verdict(model, test, intervals, len(tested.data.split("test")))
     else:
         margin = f"{test.min():+.4f}" + ("" if test.min() == test.max() else f" to {test.max():+.4f}")
@@ -186,16 +186,16 @@ def _intervals(tested: Tested) -> dict[str, tuple[float, float]]:
 
 def _verdict(model: str, test: pd.Series, intervals: dict[str, tuple[float, float]], rows: int) -> str:
     """Ahead, behind, or not told apart on each test score: whether the difference's interval holds 0."""
-    parts = []
+    parts, states = [], set()
     for name, value in test.items():
         low, high = intervals[name]
         state = "ahead" if low > 0 else "behind" if high < 0 else "not told apart"
+        states.add(state)
         parts.append(f"{name.removeprefix('test_').replace('_', ' ')} {value:+.4f} ({low:+.4f} to {high:+.4f}), "
                      f"{state}")
-    ahead = all(part.endswith("ahead") for part in parts)
     return (f"{model.capitalize()} against it on the test split, with 95% intervals of the difference (a "
             f"paired bootstrap over its {rows:,} rows): {'; '.join(parts)}."
-            + ("" if ahead else " Where it is not ahead, the search has not shown that it paid for itself; an "
+            + ("" if states == {"ahead"} else " Where it is not ahead, the search has not shown that it paid for itself; an "
                                 "interval that holds 0 means the test split cannot tell the two apart."))
 
 
