@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import optuna
 import pandas as pd
+import torch
 from optuna.trial import TrialState
 
 from hpsearch import sampling
@@ -74,16 +75,17 @@ def build(study: optuna.Study, spec: StudySpec, data_dir: str | None, checkpoint
 
 @dataclass(frozen=True)
 class Tested:
-    """A classification study's data and its best trial's and served models, loaded once for the sections that
-    score them on the test split."""
+    """A classification study's data and the answers of its best trial and served model on the test split (the
+    class of each row), computed once for the sections that score them."""
 
     data: LabelledData
-    best: Trained
-    served: Trained | None
+    task: Task
+    best: torch.Tensor
+    served: torch.Tensor | None
 
     @property
-    def answering(self) -> Trained:
-        return self.served or self.best  # what a user gets
+    def answering(self) -> torch.Tensor:
+        return self.best if self.served is None else self.served  # what a user gets
 
 
 def _tested(study: optuna.Study, spec: StudySpec, data_dir: str | None,
@@ -93,14 +95,18 @@ def _tested(study: optuna.Study, spec: StudySpec, data_dir: str | None,
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
     try:
-        best = checkpoints.load(record.best_trial(study))
-        tested = Tested(best.task.load(data_dir, spec.data), best, checkpoints.served(study))
+        best, served = checkpoints.load(record.best_trial(study)), checkpoints.served(study)
+        data = best.task.load(data_dir, spec.data)
     except HpsearchError as exc:
         return exc
-    for what, trained in (("the best trial", tested.best), ("the served model", tested.served)):
-        if trained and tuple(trained.meta["classes"]) != tuple(tested.data.classes):
+    for what, trained in (("the best trial", best), ("the served model", served)):
+        if trained and tuple(trained.meta["classes"]) != tuple(data.classes):
             return HpsearchError(f"{what} was trained on other classes than the data found now; check --data-dir")
-    return tested
+
+    def answers(trained: Trained) -> torch.Tensor:
+        return evaluate(trained.model, data.split("test"), len(data.classes)).predictions
+
+    return Tested(data, best.task, answers(best), answers(served) if served else None)
 
 
 def _summary(study: optuna.Study, frame: pd.DataFrame, spec: StudySpec, metric: str, multi: bool,
@@ -160,7 +166,7 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
             for name, value in baseline.results.items() if name in best.results}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
     test = table[table.index.str.startswith("test_")][difference]
-    if tested and isinstance(tested.best.task, SequenceClassification):
+    if tested and isinstance(tested.task, SequenceClassification):
         intervals = _intervals(tested)
         table["95% interval of the difference"] = pd.Series(
             {name: f"{low:+.4f} to {high:+.4f}" for name, (low, high) in intervals.items()})
@@ -178,9 +184,8 @@ def _against_baseline(section: Section, study: optuna.Study, best: record.TrialR
 def _intervals(tested: Tested) -> dict[str, tuple[float, float]]:
     """95% intervals of the test scores of what a user gets minus the baseline's (fitted again: deterministic)."""
     test, classes = tested.data.split("test"), len(tested.data.classes)
-    ours = evaluate(tested.answering.model, test, classes).predictions
-    theirs = evaluate(tested.best.task.baseline_model(tested.data), test, classes).predictions
-    found = analysis.paired_intervals(ours, theirs, test.labels, classes)
+    theirs = evaluate(tested.task.baseline_model(tested.data), test, classes).predictions
+    found = analysis.paired_intervals(tested.answering, theirs, test.labels, classes)
     return {f"test_{name}": bounds for name, bounds in found.items()}
 
 
@@ -232,9 +237,9 @@ def _classes(study: optuna.Study, tested: Tested | HpsearchError | None) -> Sect
     best = record.best_trial(study)
     alone = class_results(tested.best, tested.data)
     # What a user gets is the served model; the best trial's recall beside it shows what the mixture changed.
-    per_class = class_results(tested.served, tested.data) if tested.served else alone
+    per_class = alone if tested.served is None else class_results(tested.served, tested.data)
     table = per_class.table
-    if tested.served:
+    if tested.served is not None:
         table = table.assign(**{f"recall of trial #{best.number} alone": alone.table[RECALL]})
         which = f"The served model ({record.read_served(study).description})"
     else:

@@ -1,5 +1,5 @@
-"""Per-class results of a model on the test split: what it still confuses, and where its balanced accuracy
-comes from (the mean of the recall column)."""
+"""Per-class results of a model's answers on the test split: what it still confuses, and where its balanced
+accuracy comes from (the mean of the recall column)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hpsearch.training.classification import evaluate
-
 if TYPE_CHECKING:
-    from hpsearch.training.checkpoint import Trained
+    import torch
+
     from hpsearch.training.classification import LabelledData
 
 RECALL = "recall (accuracy)"
@@ -28,11 +27,10 @@ class ClassResults:
         return [(a, b, int(count)) for (a, b), count in off_diagonal.nlargest(n).items() if count > 0]
 
 
-def class_results(trained: Trained, data: LabelledData) -> ClassResults:
-    """The per-class results of a classification task's model, trained on ``data``'s classes, on its test split."""
+def class_results(predicted: torch.Tensor, data: LabelledData) -> ClassResults:
+    """The per-class results of ``predicted``, a model's class for each row of ``data``'s test split."""
     names = list(data.classes)
     test = data.split("test")
-    predicted = evaluate(trained.model, test, len(names)).predictions
     true = pd.Categorical.from_codes(test.labels.cpu().numpy(), categories=names)
     guess = pd.Categorical.from_codes(predicted.numpy(), categories=names)
     confusion = pd.crosstab(pd.Series(true, name="true"), pd.Series(guess, name="predicted"), dropna=False)
