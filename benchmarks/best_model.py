@@ -1,11 +1,11 @@
 """Which model should a classification study serve? Its best trial, the average of its top-k trials'
 probabilities, the best configuration retrained on train + validation, each under selection by plain or by
 balanced validation accuracy, or what `hpsearch run` assembles (training/assembly.py: the best trials mixed
-with the baseline, weights fitted on validation), scored on the test split.
+with the baseline and naive Bayes, weights fitted on validation), scored on the test split.
 
 Reads a stored study of a padded-split task (surnames) and its checkpoints. Only two models train: the
 retrained one (the best trial's configuration and seed, its max_epochs schedule, stopped after its best epoch,
-with the validation names added to training) and the baseline, fitted again to give its probabilities.
+with the validation names added to training) and the n-gram models, fitted again to give their probabilities.
 
     HPSEARCH_DATA=../shared/data python benchmarks/best_model.py --study surnames --workdir hpsearch-runs
 """
@@ -88,14 +88,14 @@ def main() -> None:
         rows.append({"selected on": select, "model": f"trial {best.number} retrained on train + val",
                      "trials": str(best.number),
                      **{f"test {m}": v for m, v in scores(test, data.split("test"), n_classes).items()}})
-    # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the baseline.
+    # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the n-gram models.
     by_value = sorted(done, key=lambda t: t.value, reverse=spec.direction == "maximize")
     metric = spec.serve_metric.removeprefix("val_")
     served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:CANDIDATES]],
-                      task.baseline_model(data), metric)
+                      task.fitted_members(data), metric)
     rows.append({"selected on": spec.metric,
                  "model": f"served: {served.describe(metric)}",
-                 "trials": " ".join(str(n) for n in served.members if n is not None),
+                 "trials": " ".join(str(n) for n in served.members if isinstance(n, int)),
                  **{name.replace("_", " ", 1).replace("balanced_accuracy", "balanced"): v
                     for name, v in served.results.items() if "blended" not in name}})
     baseline = record.read_baseline(study)

@@ -121,7 +121,7 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
     A spec's [stop] table (trials = 15, min_delta = 0.002) ends the study early once the best value has
     improved by no more than min_delta over the last 15 finished trials, on every worker.
     Every trial is an MLflow run under the study's parent run; see them with `hpsearch ui`.
-    A classification study then assembles the model it serves from its best trials and its baseline
+    A classification study then assembles the model it serves from its best trials and its n-gram models
     (`hpsearch best` says which; `predict` and the MLflow best model use it).
     """
     from hpsearch.search import lookup, results, served, study, workers
@@ -141,7 +141,7 @@ def run(study_ref, n_trials, timeout, epochs, register_model, no_stop, device, d
         found = study.run_search(spec, options, Progress(quiet, epochs or spec.max_epochs))
     if served.serves_ensemble(spec):
         if not quiet:
-            click.echo("assembling the model the study serves (its best trials and its baseline) ...", err=True)
+            click.echo("assembling the model the study serves (its best trials and n-gram models) ...", err=True)
         try:
             served.assemble_served(found, spec, options)
         except HpsearchError as exc:  # the search itself went well: keep its exit status, say what is missing
@@ -304,7 +304,7 @@ def train(study_ref, number, epochs, seed, seeds, device, data_dir, tracking_uri
 def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
     """What the study's model answers for raw input, as its task reads it; with no arguments, one input per line
     of stdin. The model is the one `hpsearch run` assembled for a classification study (its best trials and its
-    baseline: `hpsearch best` says which), else the best trial's.
+    n-gram models: `hpsearch best` says which), else the best trial's.
 
     \b
     Example:
@@ -321,7 +321,7 @@ def predict(study_ref, inputs, top_k, as_json, artifacts, workdir, storage):
     if trained := checkpoints.served(found):
         served = record.read_served(found)
         source = {"model": served.description}
-        if len(served.members) == 1 and served.members[0] is not None:  # one trial's model, served or not
+        if len(served.members) == 1 and isinstance(served.members[0], int):  # one trial's model, served or not
             source["trial"] = served.members[0]
     else:
         trial = record.best_trial(found)

@@ -164,9 +164,9 @@ def test_best_model_is_a_logged_model_that_answers_raw_input_loaded_and_served(s
     # Not mlflow.set_tracking_uri: it also sets the environment variable, for every later test.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
-    # The study's served model (its best trials and baseline), not only its best trial, is what MLflow serves.
+    # The study's served model (its best trials and n-gram models), not only its best trial, is what MLflow serves.
     served = record.read_served(study)
-    assert parent.data.tags["best.trial"] == " ".join("baseline" if n is None else f"#{n}" for n in served.members)
+    assert parent.data.tags["best.trial"] == ", ".join(f"#{n}" if isinstance(n, int) else n for n in served.members)
     assert parent.data.tags["best.model"] == served.description
     [logged] = [m for m in client.search_logged_models([parent.info.experiment_id])
                 if m.model_id == parent.data.tags["best.model_id"]]

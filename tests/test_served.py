@@ -1,5 +1,6 @@
-"""The model a classification study serves: the n-gram baseline as a torch module, the choice of how to combine
-the best trials with it, and the assembled model as `run`, `best`, `predict` and the report use it."""
+"""The model a classification study serves: the n-gram models (the baseline, naive Bayes) as torch modules, the
+choice of how to combine the best trials with them, and the assembled model as `run`, `best`, `predict` and the
+report use it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 import optuna
 import pytest
 import torch
+from conftest import write_names
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
 from test_cli import hpsearch, stored
 from torch import nn
 
@@ -20,13 +23,13 @@ from hpsearch.search.lookup import load
 from hpsearch.studies import record
 from hpsearch.training import TASKS, checkpoint
 from hpsearch.training.assembly import Assembled, gains, mixture_weights
-from hpsearch.training.baseline import C, fit_ngram_logistic
+from hpsearch.training.baseline import ALPHAS, C, fit_ngram_logistic, fit_ngram_members
 from hpsearch.training.classification import probabilities
 from hpsearch.training.surnames import Surnames
 
 
-def scikit_learn_baseline(data, low: int, high: int):
-    """The same baseline written directly with scikit-learn's own vectorizer: n-gram tuples of token ids."""
+def scikit_learn_fit(data, low: int, high: int, estimator):
+    """The same n-gram model written directly with scikit-learn's own vectorizer: n-gram tuples of token ids."""
     def rows(split):
         return [split.tokens[i, :length].tolist() for i, length in enumerate(split.lengths.tolist())]
 
@@ -35,9 +38,8 @@ def scikit_learn_baseline(data, low: int, high: int):
         return [tuple(marked[i:i + n]) for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
 
     vectorizer = TfidfVectorizer(analyzer=grams, sublinear_tf=True)
-    regression = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
-    regression.fit(vectorizer.fit_transform(rows(data.train)), data.train.labels.numpy())
-    return lambda split: torch.from_numpy(regression.predict_proba(vectorizer.transform(rows(split)))).float()
+    estimator.fit(vectorizer.fit_transform(rows(data.train)), data.train.labels.numpy())
+    return lambda split: torch.from_numpy(estimator.predict_proba(vectorizer.transform(rows(split)))).float()
 
 
 @pytest.mark.parametrize("languages", [3, 2])
@@ -46,7 +48,7 @@ def test_the_baseline_module_answers_as_scikit_learn_does(data_root, languages):
         (data_root / "names" / "Gamma.txt").unlink()
     data = Surnames().load(str(data_root), Surnames.data_options())
     fitted = fit_ngram_logistic(data, (1, 3))
-    reference = scikit_learn_baseline(data, 1, 3)
+    reference = scikit_learn_fit(data, 1, 3, LogisticRegression(C=C, max_iter=3000, class_weight="balanced"))
     for split in (data.val, data.test):
         assert torch.allclose(probabilities(fitted, split), reference(split), atol=2e-3)
     # Padding, batch order and the device's batch shape change nothing: one name alone scores the same.
@@ -54,6 +56,36 @@ def test_the_baseline_module_answers_as_scikit_learn_does(data_root, languages):
     alone = torch.cat([probabilities(fitted, Split(test.tokens[i:i + 1, :int(test.lengths[i])], test.lengths[i:i + 1],
                                                    test.labels[i:i + 1])) for i in range(5)])
     assert torch.allclose(alone, probabilities(fitted, data.test)[:5], atol=1e-6)
+
+
+@pytest.mark.parametrize(("languages", "small"), [(3, False), (3, True), (2, False)])
+def test_naive_bayes_answers_as_scikit_learn_does_with_the_smoothing_validation_prefers(tmp_path, data_root, languages,
+                                                                                         small):
+    if languages == 2:
+        (data_root / "names" / "Gamma.txt").unlink()
+    if small:  # one class 16 names, the others 40, as the real data's smallest languages are
+        data_root = write_names(tmp_path / "small", seed=2)  # names on which the two losses choose apart
+        alpha = data_root / "names" / "Alpha.txt"
+        alpha.write_text("".join(alpha.read_text(encoding="utf-8").splitlines(keepends=True)[:16]), encoding="utf-8")
+    data = Surnames().load(str(data_root), Surnames.data_options())
+    fitted = fit_ngram_members(data, (1, 3))
+    assert torch.equal(fitted["baseline"].weight, fit_ngram_logistic(data, (1, 3)).weight)
+
+    # Each validation row weighs the inverse of its class's share of the training names.
+    share = torch.bincount(data.train.labels).float() / len(data.train.labels)
+    balance = 1 / share[data.val.labels]
+
+    def balanced_log_loss(probs):
+        return (-(probs[torch.arange(len(balance)), data.val.labels].log()) * balance).sum().item() / balance.sum()
+
+    # The same pipeline in scikit-learn (TF-IDF, then MultinomialNB with a uniform prior) at each smoothing: the
+    # module keeps the one of lowest class-balanced validation log-loss, and answers as it does.
+    references = {alpha: scikit_learn_fit(data, 1, 3, MultinomialNB(alpha=alpha, fit_prior=False)) for alpha in ALPHAS}
+    losses = {alpha: balanced_log_loss(reference(data.val)) for alpha, reference in references.items()}
+    assert len(set(losses.values())) == len(ALPHAS)  # the choice is not a tie on this data
+    chosen = references[min(losses, key=losses.get)]
+    for split in (data.val, data.test):
+        assert torch.allclose(probabilities(fitted["naive Bayes"], split), chosen(split), atol=2e-3)
 
 
 def test_mixture_weights_are_the_lowest_log_loss_and_drop_what_adds_nothing():
@@ -76,9 +108,10 @@ def test_mixture_weights_are_the_lowest_log_loss_and_drop_what_adds_nothing():
 
 def test_the_served_model_says_what_it_is():
     assert Assembled(None, (4,), (1.0,), {}).describe("accuracy") == "trial #4 alone, answering for accuracy"
-    assert Assembled(None, (None,), (1.0,), {}).describe("accuracy") == "the baseline alone, answering for accuracy"
-    assert Assembled(None, (4, 7, None), (0.5, 0.2, 0.3), {}).describe("blended_accuracy") == \
-        "0.50 #4 + 0.20 #7 + 0.30 baseline (weights fitted by validation log-loss), answering for blended accuracy"
+    assert Assembled(None, ("baseline",), (1.0,), {}).describe("accuracy") == "baseline alone, answering for accuracy"
+    assert Assembled(None, (4, 7, "baseline", "naive Bayes"), (0.5, 0.2, 0.2, 0.1), {}).describe(
+        "blended_accuracy") == ("0.50 #4 + 0.20 #7 + 0.20 baseline + 0.10 naive Bayes (weights fitted by validation "
+                                "log-loss), answering for blended accuracy")
 
 
 class Logits(nn.Module):
@@ -108,14 +141,14 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     served = record.read_served(study)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert served.completed == len(complete) and served.members
-    assert {n for n in served.members if n is not None} <= {t.number for t in complete}
+    assert {n for n in served.members if isinstance(n, int)} <= {t.number for t in complete}
 
     # The stored model is the weighted mixture of its members, as loaded from their own checkpoints.
     checkpoints = Checkpoints(str(env / "artifacts"), env, create=False)
     model = checkpoints.served(study).model
     data = TASKS["surnames"].load(str(data_root), load(str(spec_file)).data)
-    members = [fit_ngram_logistic(data, (1, 4)) if n is None else checkpoints.load(study.trials[n]).model
-               for n in served.members]
+    fitted = fit_ngram_members(data, (1, 4))
+    members = [checkpoints.load(study.trials[n]).model if isinstance(n, int) else fitted[n] for n in served.members]
     mixed = sum(w * probabilities(m, data.test) for w, m in zip(model.weights.tolist(), members, strict=True))
     expected = mixed * model.log_gains.exp()
     assert torch.allclose(probabilities(model, data.test), expected / expected.sum(1, keepdim=True), atol=1e-5)
@@ -124,9 +157,9 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
 
     # The tiny data may leave one trial best alone: a mixture of every kind of member goes through the same
     # bytes and back.
-    mixture = Ensemble([*(checkpoints.load(t).model for t in complete), fit_ngram_logistic(data, (1, 4))],
-                       [0.3] * len(complete) + [0.1], gains("blended_accuracy", data.train.labels, 3))
-    hyperparams = [checkpoints.load(t).hyperparams for t in complete] + [None]
+    mixture = Ensemble([*(checkpoints.load(t).model for t in complete), *fitted.values()],
+                       [0.3] * len(complete) + [0.05, 0.05], gains("blended_accuracy", data.train.labels, 3))
+    hyperparams = [checkpoints.load(t).hyperparams for t in complete] + [None, None]
     again = checkpoint.load(checkpoint.ensemble_to_bytes(TASKS["surnames"], {"classes": data.classes, "vocab_size":
                                                                             data.vocab_size}, mixture, hyperparams))
     mixture.classes = data.classes
@@ -139,7 +172,7 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     code, out, err = hpsearch("predict", "--study", "tiny", "--json", "Petrovov", "McDonald")
     rows = json.loads(out)
     assert code == 0 and [r["model"] for r in rows] == [served.description] * 2
-    one_trial = len(served.members) == 1 and served.members[0] is not None
+    one_trial = len(served.members) == 1 and isinstance(served.members[0], int)
     assert rows[0].get("trial") == (served.members[0] if one_trial else None)
     assert f"model: {served.description}" in err
     code, _, err = hpsearch("report", "--study", str(spec_file), "--no-mlflow")

@@ -1,6 +1,8 @@
-"""A fitted n-gram logistic regression as a torch module: the study's baseline, servable like a trial's model.
+"""A fitted linear model over TF-IDF n-grams as a torch module, servable like a trial's model: the study's
+baseline (a logistic regression) and the naive Bayes model served beside it, whose class log-probabilities are
+also linear in the features (a log prior plus the features times each class's log n-gram probabilities).
 
-scikit-learn fits it (training/baseline.py); this module holds what the fit learnt (the n-gram vocabulary, the
+scikit-learn fits them (training/baseline.py); this module holds what a fit learnt (the n-gram vocabulary, the
 idf weights, the coefficients) as tensors, so it is saved and loaded like any checkpoint (weights only, no
 pickled code), runs on the device the other models run on, and takes the same padded batches. Its forward
 pass is TfidfVectorizer's transform (sublinear tf, idf, L2 norm) followed by the linear decision function.
@@ -38,7 +40,7 @@ def marked_digits(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return digits
 
 
-class NgramLogistic(nn.Module):
+class NgramLinear(nn.Module):
     """Class logits of token sequences from TF-IDF weighted n-grams (lengths ``low``..``high``)."""
 
     def __init__(self, vocab_size: int, num_classes: int, features: int, low: int, high: int) -> None:

@@ -1,6 +1,7 @@
-"""The model a classification study serves, assembled after a search from its stored trials and its baseline
-(training/assembly.py): kept in the study's artifact store, recorded on the study (``record.ServedModel``), and
-logged to MLflow as the study's best model. ``predict`` and ``hpsearch best`` use it and say what it is.
+"""The model a classification study serves, assembled after a search from its stored trials and the n-gram models
+fitted beside them (training/assembly.py): kept in the study's artifact store, recorded on the study
+(``record.ServedModel``), and logged to MLflow as the study's best model. ``predict`` and ``hpsearch best`` use
+it and say what it is.
 
 A study whose ``serve_metric`` is not one of the classification scores (a loss), or that has several
 objectives, serves its best trial, as every other task does.
@@ -18,7 +19,7 @@ from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.tracking import PARENT_ATTR
 from hpsearch.studies import StudySpec, record
 from hpsearch.training import TASKS, checkpoint
-from hpsearch.training.assembly import CANDIDATES, assemble
+from hpsearch.training.assembly import CANDIDATES, assemble, member_label
 from hpsearch.training.classification import SCORES, SequenceClassification
 from hpsearch.training.loop import resolve_device
 
@@ -54,10 +55,11 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     trained = {t.number: checkpoints.load(t) for t in ranked}
     data, device = task.load(options.data_dir, spec.data), resolve_device(options.device)
     metric = spec.serve_metric.removeprefix("val_")
-    assembled = assemble(data, [(n, t.model.to(device)) for n, t in trained.items()],
-                         task.baseline_model(data).to(device), metric)
+    fitted = {name: model.to(device) for name, model in task.fitted_members(data).items()}
+    assembled = assemble(data, [(n, t.model.to(device)) for n, t in trained.items()], fitted, metric)
     content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
-                                           [None if n is None else trained[n].hyperparams for n in assembled.members])
+                                           [trained[n].hyperparams if isinstance(n, int) else None
+                                            for n in assembled.members])
     served = record.ServedModel(description=assembled.describe(metric),
                                 members=list(assembled.members), results=assembled.results,
                                 completed=len(completed), artifact=checkpoints.save_served(study, content))
@@ -73,7 +75,7 @@ def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, serve
     tracking = StudyTracking.open(uri, study.study_name, artifact_root=options.workdir / ARTIFACTS,
                                   parent_run_id=study.user_attrs.get(PARENT_ATTR), params={})
     if content:
-        members = " ".join("baseline" if n is None else f"#{n}" for n in served.members)
+        members = ", ".join(map(member_label, served.members))
         tracking.log_best_model(content, {"trial": members, "model": served.description,
                                           "value": served.results[spec.serve_metric], **served.results})
     if options.register_model:

@@ -142,7 +142,7 @@ class ServedModel:
     """What ``predict`` and the MLflow model of a classification study serve (training/assembly.py)."""
 
     description: str  # its members with their weights, and the metric it answers for
-    members: list[int | None]  # each member's trial; None for the baseline
+    members: list[int | str | None]  # a member's trial or a fitted model's name; None: the baseline (before 11-27)
     results: dict[str, float]  # val_* and test_* scores
     completed: int  # completed trials when it was assembled: a later one may change it
     artifact: str  # its checkpoint's id in the study's artifact store

@@ -1,5 +1,5 @@
 """A trained model as bytes and back: the task's name, the configuration, what the task needs to rebuild the
-model, and the weights; or, for a study's served model, its members (trials' models and the fitted baseline)
+model, and the weights; or, for a study's served model, its members (trials' models and the fitted n-gram models)
 and how they are combined. Loaded with ``weights_only=True``: a checkpoint holds no code."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from hpsearch.errors import HpsearchError
 from hpsearch.models.ensemble import Ensemble
-from hpsearch.models.ngram import NgramLogistic
+from hpsearch.models.ngram import NgramLinear
 from hpsearch.studies import Hyperparams
 from hpsearch.training.registry import TASKS
 from hpsearch.training.task import Task
@@ -60,7 +60,7 @@ def to_bytes(task: Task, hp: Hyperparams, meta: Mapping[str, Any], state: Mappin
 
 def ensemble_to_bytes(task: Task, meta: Mapping[str, Any], model: Ensemble,
                       hyperparams: Sequence[Hyperparams | None]) -> bytes:
-    """A served ensemble: each member rebuilt from its trial's ``hyperparams``, or None for the n-gram baseline."""
+    """A served ensemble: each member rebuilt from its trial's ``hyperparams``, or None for a fitted n-gram model."""
     saved = [{"ngram": m.options} if hp is None else {"hyperparams": dataclasses.asdict(hp)}
              for m, hp in zip(model.members, hyperparams, strict=True)]
     buffer = io.BytesIO()
@@ -81,7 +81,7 @@ def load(source: str | Path | BinaryIO | bytes) -> Trained:
     # Checkpoints from before the task plug-ins kept the surname classifier's classes and vocabulary at the top.
     meta = checkpoint.get("meta") or {k: checkpoint[k] for k in ("classes", "vocab_size") if k in checkpoint}
     if "members" in checkpoint:
-        members = [NgramLogistic(**m["ngram"]) if "ngram" in m
+        members = [NgramLinear(**m["ngram"]) if "ngram" in m
                    else task.restore(task.hyperparams_of(m["hyperparams"]), meta) for m in checkpoint["members"]]
         hp, model = None, Ensemble(members, [0.0] * len(members), torch.ones(len(meta["classes"])))
         model.classes = tuple(meta["classes"])

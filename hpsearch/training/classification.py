@@ -166,10 +166,17 @@ class SequenceClassification(Task):
         return ngram_logistic(data, self.baseline_ngrams, self.token)
 
     def baseline_model(self, data: LabelledData) -> nn.Module:
-        """The baseline ``baseline`` scores, fitted again (it is deterministic) to serve in an ensemble."""
+        """The baseline ``baseline`` scores, fitted again (it is deterministic)."""
         from hpsearch.training.baseline import fit_ngram_logistic
 
         return fit_ngram_logistic(data, self.baseline_ngrams)
+
+    def fitted_members(self, data: LabelledData) -> dict[str, nn.Module]:
+        """What the served ensemble is offered beside the trials, by name: the baseline (fitted again, as it is
+        deterministic) and naive Bayes over its n-grams."""
+        from hpsearch.training.baseline import fit_ngram_members
+
+        return fit_ngram_members(data, self.baseline_ngrams)
 
     def describe(self, data: LabelledData) -> dict[str, Any]:
         return {"classes": list(data.classes), "vocab_size": data.vocab_size}
