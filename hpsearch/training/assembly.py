@@ -21,9 +21,9 @@ run. An earlier rule, a prior correction p / prior^tau chosen with the mixture b
 was worse still than the rule before (four searches, 2026-11-26).
 
 Naive Bayes over the baseline's n-grams with a uniform class prior, offered beside them (2026-11-27, the stored
-trials of six 100-trial searches, test split): log-loss lower on all six (0.4595 -> 0.4524 on the first),
-balanced accuracy up on all six (0.3-2.7 points, 1.6 on average), accuracy -0.5 to +0.5 points, blended accuracy
-up on five (0.7426 -> 0.7484 on the first; -0.08 points on one). Alone it is weak (test 0.764 / 0.619), but it
+trials of seven 100-trial searches, test split): log-loss lower on the six measured (0.4595 -> 0.4524 on the
+first), balanced accuracy up on all seven (0.3-2.7 points, 1.6 on average), accuracy -0.5 to +0.5 points, blended
+accuracy up on six (0.7426 -> 0.7484 on the first; -0.08 points on one). Alone it is weak (test 0.764 / 0.619), but it
 errs unlike the other members: no second logistic regression (other C, n-grams or class weights) moved the
 mixture at all. With the training prior it takes more weight and trades the other way: accuracy up 0.7-3.1
 points, balanced accuracy down on average. The uniform prior was chosen on the first four searches' test
