@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -269,16 +267,9 @@ def _build(files: Files, options: Options) -> dict:
 def _store(stored: dict, path: Path) -> None:
     narrow = torch.uint16 if len(stored["vocab"]) <= 1 << 16 else torch.int32
     on_disk = {**stored, **{part: {**stored[part], "ids": stored[part]["ids"].to(narrow)} for part in SPLITS}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            torch.save(on_disk, out)
-        os.chmod(partial, 0o644)  # mkstemp's 0600 would hide the cache from other users of a shared data root
-        os.replace(partial, path)  # atomic: workers building the same cache at once each leave a whole file
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with staged(path) as partial:  # workers building the same cache at once each leave a whole file
+        torch.save(on_disk, partial)
+        partial.chmod(0o644)  # readable by the other users of a shared data root, whatever their umask
 
 
 def load(root: str | Path | None = None, options: Options | None = None, *, download: bool = True) -> ImdbData:
