@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from hpsearch.datasets.batching import Split
 from hpsearch.search.artifacts import Checkpoints, location
 from hpsearch.search.lookup import load
+from hpsearch.search.served import answers_for
 from hpsearch.studies import record
 from hpsearch.training.assembly import CANDIDATES, assemble
 from hpsearch.training.classification import probabilities
@@ -90,7 +91,7 @@ def main() -> None:
                      **{f"test {m}": v for m, v in scores(test, data.split("test"), n_classes).items()}})
     # What `hpsearch run` serves: the study's best trials (by its own value) mixed with the n-gram models.
     by_value = sorted(done, key=lambda t: t.value, reverse=spec.direction == "maximize")
-    metric = spec.serve_metric.removeprefix("val_")
+    metric = answers_for(spec)
     served = assemble(data, [(t.number, checkpoints.load(t).model) for t in by_value[:CANDIDATES]],
                       task.fitted_members(data), metric)
     rows.append({"selected on": spec.metric,

@@ -34,6 +34,7 @@ from hpsearch.urls import check_free
 # Enqueued trials make every outcome deterministic: per-trial seeding fixes each one's training.
 SPEC = """
 task = "surnames"
+serve_metric = { val_accuracy = 3, val_balanced_accuracy = 1 }
 n_trials = 3
 max_epochs = 4
 [data]
@@ -168,6 +169,9 @@ def test_best_model_is_a_logged_model_that_answers_raw_input_loaded_and_served(s
     served = record.read_served(study)
     assert parent.data.tags["best.trial"] == ", ".join(f"#{n}" if isinstance(n, int) else n for n in served.members)
     assert parent.data.tags["best.model"] == served.description
+    assert served.description.endswith("answering for 0.75 accuracy + 0.25 balanced accuracy")
+    weighted = 0.75 * served.results["val_accuracy"] + 0.25 * served.results["val_balanced_accuracy"]
+    assert float(parent.data.tags["best.value"]) == pytest.approx(weighted)
     [logged] = [m for m in client.search_logged_models([parent.info.experiment_id])
                 if m.model_id == parent.data.tags["best.model_id"]]
     assert logged.source_run_id == parent.info.run_id and logged.name == "best-model"

@@ -107,11 +107,15 @@ def test_mixture_weights_are_the_lowest_log_loss_and_drop_what_adds_nothing():
 
 
 def test_the_served_model_says_what_it_is():
-    assert Assembled(None, (4,), (1.0,), {}).describe("accuracy") == "trial #4 alone, answering for accuracy"
-    assert Assembled(None, ("baseline",), (1.0,), {}).describe("accuracy") == "baseline alone, answering for accuracy"
+    accuracy = {"accuracy": 1.0}
+    assert Assembled(None, (4,), (1.0,), {}).describe(accuracy) == "trial #4 alone, answering for accuracy"
+    assert Assembled(None, ("baseline",), (1.0,), {}).describe(accuracy) == "baseline alone, answering for accuracy"
     assert Assembled(None, (4, 7, "baseline", "naive Bayes"), (0.5, 0.2, 0.2, 0.1), {}).describe(
-        "blended_accuracy") == ("0.50 #4 + 0.20 #7 + 0.20 baseline + 0.10 naive Bayes (weights fitted by validation "
-                                "log-loss), answering for blended accuracy")
+        {"blended_accuracy": 1.0}) == ("0.50 #4 + 0.20 #7 + 0.20 baseline + 0.10 naive Bayes (weights fitted by "
+                                       "validation log-loss), answering for blended accuracy")
+    assert Assembled(None, (4, 7), (0.6, 0.4), {}).describe({"accuracy": 0.55, "balanced_accuracy": 0.45}) == (
+        "0.60 #4 + 0.40 #7 (weights fitted by validation log-loss), answering for 0.55 accuracy + 0.45 balanced "
+        "accuracy")
 
 
 class Logits(nn.Module):
@@ -123,15 +127,22 @@ class Logits(nn.Module):
 
 def test_gains_make_the_answer_the_one_the_metric_rewards():
     labels = torch.tensor([0] * 9 + [1])  # class 1 is a tenth of the data, class 2 absent
-    assert gains("accuracy", labels, 3).tolist() == [1, 1, 1]
-    balanced = gains("balanced_accuracy", labels, 3)
+    assert gains({"accuracy": 1.0}, labels, 3).tolist() == [1, 1, 1]
+    balanced = gains({"balanced_accuracy": 1.0}, labels, 3)
     assert balanced.tolist() == pytest.approx([1 / (2 * 0.9), 1 / (2 * 0.1), 1])
-    assert gains("blended_accuracy", labels, 3).tolist() == pytest.approx(((1 + balanced) / 2).tolist())
-    # p = (0.8, 0.2): accuracy answers class 0; balanced accuracy expects 0.8 / 1.8 < 0.2 / 0.2 from class 1.
-    mixture = Ensemble([Logits()], [1.0], gains("balanced_accuracy", labels, 2))
+    blended = gains({"blended_accuracy": 1.0}, labels, 3)
+    assert blended.tolist() == pytest.approx(((1 + balanced) / 2).tolist())
+    # A weighted metric is worth the weighted sum of its scores' gains.
+    assert gains({"accuracy": 0.5, "balanced_accuracy": 0.5}, labels, 3).tolist() == pytest.approx(blended.tolist())
+
+    def answer(metric: dict[str, float]) -> int:
+        return Ensemble([Logits()], [1.0], gains(metric, labels, 2))(logits, None).argmax(1).item()
+
+    # p = (0.8, 0.2): accuracy answers class 0; balanced accuracy expects 0.8 / 1.8 < 0.2 / 0.2 from class 1;
+    # blended accuracy 0.8 x 0.78 > 0.2 x 3, so class 0; a quarter accuracy, three quarters balanced, 0.53 < 0.8.
     logits = torch.tensor([[0.8, 0.2]]).log()
-    assert mixture(logits, None).argmax(1).item() == 1
-    assert Ensemble([Logits()], [1.0], gains("accuracy", labels, 2))(logits, None).argmax(1).item() == 0
+    assert [answer({"accuracy": 1.0}), answer({"balanced_accuracy": 1.0}), answer({"blended_accuracy": 1.0}),
+            answer({"accuracy": 0.25, "balanced_accuracy": 0.75})] == [0, 1, 0, 1]
 
 
 def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env, spec_file, data_root):
@@ -158,7 +169,7 @@ def test_run_assembles_the_served_model_that_best_predict_and_the_report_use(env
     # The tiny data may leave one trial best alone: a mixture of every kind of member goes through the same
     # bytes and back.
     mixture = Ensemble([*(checkpoints.load(t).model for t in complete), *fitted.values()],
-                       [0.3] * len(complete) + [0.05, 0.05], gains("blended_accuracy", data.train.labels, 3))
+                       [0.3] * len(complete) + [0.05, 0.05], gains({"blended_accuracy": 1.0}, data.train.labels, 3))
     hyperparams = [checkpoints.load(t).hyperparams for t in complete] + [None, None]
     again = checkpoint.load(checkpoint.ensemble_to_bytes(TASKS["surnames"], {"classes": data.classes, "vocab_size":
                                                                             data.vocab_size}, mixture, hyperparams))

@@ -27,7 +27,7 @@ def test_builtin_surnames_spec_is_valid():
     assert "surnames" in builtin_names()
     spec = load_spec("surnames", TASKS)
     assert (spec.task, spec.metric, spec.direction) == ("surnames", "val_accuracy", "maximize")
-    assert spec.serve_metric == "val_blended_accuracy"
+    assert spec.serve_metric == pytest.approx({"val_accuracy": 0.55, "val_balanced_accuracy": 0.45})
     assert spec.pruner.type == "successive_halving" and spec.sampler.options["seed"] == 0
     assert spec.timeout == 2700 and spec.stop is None  # the served model gains from the whole budget
     # every optimizer gets exactly one learning-rate range
@@ -77,6 +77,13 @@ dropout = { low = 0.1, high = 0.5, when = { optimiser = "sgd" } }
     ('timeout = -5', "timeout: must be a number of seconds > 0, got -5"),
     ('serve_metric = "val_loss"', "serve_metric: 'val_loss' is not a validation metric to maximize (known: "
                                   "val_accuracy, val_balanced_accuracy, val_blended_accuracy)"),
+    ('serve_metric = { val_accuracy = 1, val_loss = 1 }', "serve_metric.val_loss: not a validation metric to "
+                                                          "maximize (known: val_accuracy, val_balanced_accuracy, "),
+    ('serve_metric = { val_accuracy = 0, val_balanced_accuracy = 1 }',
+     "serve_metric.val_accuracy: a weight must be a number > 0, got 0"),
+    ('serve_metric = { val_accuracy = "half" }', "serve_metric.val_accuracy: a weight must be a number > 0, got 'half'"),
+    ('serve_metric = {}', "serve_metric: must be a validation metric's name or a table of them with weights"),
+    ('serve_metric = 0.5', "serve_metric: must be a validation metric's name or a table of them with weights"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\nlr = 0.5', "enqueue[0].lr: 0.5 is outside the space"),
     ('[space]\nlr = { low = 0.001, high = 0.01 }\n[[enqueue]]\ncell = "gru"',
      "enqueue[0].cell: not a searched parameter of the space"),
@@ -231,3 +238,17 @@ def test_an_ablation_varies_a_parameter_by_the_definition_its_base_uses(tmp_path
     path.write_text(PER_OPTIMIZER, encoding="utf-8")
     spec = load_spec(str(path), TASKS)
     assert levels("lr", None, spec, {"optimizer": "sgd", "lr": 0.05}) == (0.005, 0.015, 0.05, 0.15, 0.5)
+
+
+def test_serve_metric_is_one_metric_or_weighted_ones(tmp_path):
+    path = tmp_path / "served.toml"
+
+    def served(line: str) -> dict[str, float]:
+        path.write_text(f'task = "surnames"\nmetric = "val_balanced_accuracy"\n{line}\n[space]\n', encoding="utf-8")
+        return load_spec(str(path), TASKS).serve_metric
+
+    assert served("") == {"val_balanced_accuracy": 1.0}  # the study's metric
+    assert served('serve_metric = "val_blended_accuracy"') == {"val_blended_accuracy": 1.0}
+    # Weights need not sum to 1: they are shares.
+    assert served("serve_metric = { val_accuracy = 3, val_balanced_accuracy = 1 }") == {
+        "val_accuracy": 0.75, "val_balanced_accuracy": 0.25}

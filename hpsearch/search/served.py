@@ -3,8 +3,8 @@ fitted beside them (training/assembly.py): kept in the study's artifact store, r
 (``record.ServedModel``), and logged to MLflow as the study's best model. ``predict`` and ``hpsearch best`` use
 it and say what it is.
 
-A study whose ``serve_metric`` is not one of the classification scores (a loss), or that has several
-objectives, serves its best trial, as every other task does.
+A study whose ``serve_metric`` is not made of the classification scores (a loss), or that has several objectives,
+serves its best trial, as every other task does.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 
 def serves_ensemble(spec: StudySpec) -> bool:
     return (isinstance(TASKS[spec.task], SequenceClassification) and not spec.multi_objective
-            and spec.serve_metric in {f"val_{score}" for score in SCORES})
+            and spec.serve_metric.keys() <= {f"val_{score}" for score in SCORES})
+
+
+def answers_for(spec: StudySpec) -> dict[str, float]:
+    """The scores the served model answers for, with their weights, as ``assembly.gains`` takes them."""
+    return {name.removeprefix("val_"): weight for name, weight in spec.serve_metric.items()}
 
 
 def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions) -> record.ServedModel | None:
@@ -54,7 +59,7 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     checkpoints = Checkpoints(location(options.artifacts, options.workdir), options.workdir)
     trained = {t.number: checkpoints.load(t) for t in ranked}
     data, device = task.load(options.data_dir, spec.data), resolve_device(options.device)
-    metric = spec.serve_metric.removeprefix("val_")
+    metric = answers_for(spec)
     fitted = {name: model.to(device) for name, model in task.fitted_members(data).items()}
     assembled = assemble(data, [(n, t.model.to(device)) for n, t in trained.items()], fitted, metric)
     content = checkpoint.ensemble_to_bytes(task, task.describe(data), assembled.model,
@@ -76,8 +81,9 @@ def _publish(study: optuna.Study, spec: StudySpec, options: SearchOptions, serve
                                   parent_run_id=study.user_attrs.get(PARENT_ATTR), params={})
     if content:
         members = ", ".join(map(member_label, served.members))
-        tracking.log_best_model(content, {"trial": members, "model": served.description,
-                                          "value": served.results[spec.serve_metric], **served.results})
+        value = sum(weight * served.results[name] for name, weight in spec.serve_metric.items())
+        tracking.log_best_model(content, {"trial": members, "model": served.description, "value": value,
+                                          **served.results})
     if options.register_model:
         tracking.register_best(options.register_model)
     tracking.close()

@@ -198,7 +198,9 @@ class StudySpec:
     enqueue: tuple[dict[str, Any], ...] = ()  # configurations a new study tries first
     stop: StopRule | None = None
     timeout: float | None = None  # seconds after which a run starts no new trial; --timeout overrides
-    serve_metric: str = ""  # what a classification study's served model answers for (search/served.py)
+    # What a classification study's served model answers for (search/served.py): validation metrics and their
+    # weights, summing to 1.
+    serve_metric: dict[str, float] = field(default_factory=dict)
     unused: frozenset[str] = frozenset()  # fields of hyperparams the task ignores
 
     @property
@@ -386,13 +388,32 @@ def _prune_on(raw: dict, task: TaskDeclaration | None, metrics: tuple[str, ...],
     return prune_on
 
 
-def _serve_metric(raw: dict, task: TaskDeclaration | None, metric: str, problems: list[str]) -> str:
-    """What a classification study's served model answers for: a validation metric to maximize."""
-    serve_metric = raw.get("serve_metric", metric)
-    if task and "serve_metric" in raw and task.selectable().get(serve_metric) != "maximize":
-        known = ", ".join(m for m, direction in task.selectable().items() if direction == "maximize")
-        problems.append(f"serve_metric: {serve_metric!r} is not a validation metric to maximize (known: {known})")
-    return serve_metric
+def _serve_metric(raw: dict, task: TaskDeclaration | None, metric: str, problems: list[str]) -> dict[str, float]:
+    """What a classification study's served model answers for: a validation metric to maximize, or a table of
+    them with weights (made to sum to 1)."""
+    if "serve_metric" not in raw:
+        return {metric: 1.0}
+    if not task:  # its own problem is already named
+        return {}
+    chosen = raw["serve_metric"]
+    maximized = [m for m, direction in task.selectable().items() if direction == "maximize"]
+    known = f"(known: {', '.join(maximized)})"
+    if isinstance(chosen, str):
+        if chosen not in maximized:
+            problems.append(f"serve_metric: {chosen!r} is not a validation metric to maximize {known}")
+        return {chosen: 1.0}
+    if not isinstance(chosen, dict) or not chosen:
+        problems.append(f"serve_metric: must be a validation metric's name or a table of them with weights, e.g. "
+                        f"{{ val_accuracy = 0.6, val_balanced_accuracy = 0.4 }}; got {chosen!r}")
+        return {}
+    wrong = [f"serve_metric.{name}: not a validation metric to maximize {known}" if name not in maximized
+             else f"serve_metric.{name}: a weight must be a number > 0, got {weight!r}"
+             for name, weight in chosen.items() if name not in maximized or not (number(weight) and weight > 0)]
+    if wrong:
+        problems += wrong
+        return {}
+    total = sum(chosen.values())
+    return {name: weight / total for name, weight in chosen.items()}
 
 
 def _stop(raw: Any, multi: bool, problems: list[str]) -> StopRule | None:

@@ -7,9 +7,9 @@ pool, found by EM: the log-loss is convex in the weights, so EM's fixed point is
 proper scoring rule: it rewards the best probabilities and is smooth, while choosing by validation balanced
 accuracy fits noise (the smallest surname languages have 7-10 names there). The answer then needs no choice at
 all: for a mixture whose probabilities p are right, predicting class c for an input earns, in expectation, p(c)
-for accuracy, p(c) / (C x share of c) for balanced accuracy (every class's recall counts the same), and their
-mean for blended accuracy. So each class gets the gain the metric gives it (``gains``), and the answer is the
-class of highest p x gain.
+for accuracy, p(c) / (C x share of c) for balanced accuracy (every class's recall counts the same), their mean
+for blended accuracy, and for any weighting of these the same weighting of their gains. So each class gets the
+gain the metric gives it (``gains``), and the answer is the class of highest p x gain.
 
 Measured on the surname data (the stored trials of five searches, test split; blended accuracy and log-loss):
 the best 1, 2, 3 or 5 trials averaged and mixed with the baseline in steps of 0.1, chosen by validation
@@ -46,16 +46,26 @@ CANDIDATES = 10  # the best trials offered to the mixture, with the fitted n-gra
 MIN_WEIGHT = 0.01  # a member with less is dropped: it costs a model's run and changes next to nothing
 
 
-def gains(metric: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """What answering each class is worth under ``metric`` (accuracy, balanced_accuracy, blended_accuracy), per
-    unit of its probability; the class shares are those of ``labels`` (the training split)."""
+def gains(metric: Mapping[str, float], labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """What answering each class is worth under ``metric`` (scores among accuracy, balanced_accuracy and
+    blended_accuracy, with their weights), per unit of its probability; the class shares are those of ``labels``
+    (the training split)."""
     counts = torch.bincount(labels.cpu(), minlength=num_classes).float()
     present = counts > 0
     share = counts / counts.sum()
     # A class the training split lacks is never right in expectation: it keeps the plain gain.
     balanced = torch.where(present, 1 / (present.sum() * share.clamp(min=1e-12)), torch.ones(num_classes))
-    return {"accuracy": torch.ones(num_classes), "balanced_accuracy": balanced,
-            "blended_accuracy": (1 + balanced) / 2}[metric]
+    each = {"accuracy": torch.ones(num_classes), "balanced_accuracy": balanced,
+            "blended_accuracy": (1 + balanced) / 2}
+    return sum(weight * each[score] for score, weight in metric.items())
+
+
+def answering(metric: Mapping[str, float]) -> str:
+    """``metric`` in words: "blended accuracy", "0.55 accuracy + 0.45 balanced accuracy"."""
+    words = {score.replace("_", " "): weight for score, weight in metric.items()}
+    if len(words) == 1:
+        return next(iter(words))
+    return " + ".join(f"{weight:.2f} {score}" for score, weight in words.items())
 
 
 def mixture_weights(found: Sequence[torch.Tensor], labels: torch.Tensor, *, iterations: int = 2000,
@@ -85,13 +95,13 @@ class Assembled:
     weights: tuple[float, ...]  # each member's share of the probability
     results: dict[str, float]  # val_* and test_* scores of the ensemble
 
-    def describe(self, metric: str) -> str:
-        answering = f", answering for {metric.replace('_', ' ')}"
+    def describe(self, metric: Mapping[str, float]) -> str:
+        purpose = f", answering for {answering(metric)}"
         if len(self.members) == 1:
             alone = self.members[0]
-            return f"{'trial ' if isinstance(alone, int) else ''}{member_label(alone)} alone{answering}"
+            return f"{'trial ' if isinstance(alone, int) else ''}{member_label(alone)} alone{purpose}"
         mixture = " + ".join(f"{w:.2f} {member_label(n)}" for n, w in zip(self.members, self.weights, strict=True))
-        return f"{mixture} (weights fitted by validation log-loss){answering}"
+        return f"{mixture} (weights fitted by validation log-loss){purpose}"
 
 
 def member_label(member: int | str) -> str:
@@ -100,9 +110,10 @@ def member_label(member: int | str) -> str:
 
 
 def assemble(data: LabelledData, ranked: Sequence[tuple[int, nn.Module]], fitted: Mapping[str, nn.Module],
-             metric: str) -> Assembled:
+             metric: Mapping[str, float]) -> Assembled:
     """The served model from the study's completed trials' models, best first (the first CANDIDATES are offered),
-    and the models fitted beside them by name (the task's ``fitted_members``), answering for ``metric``."""
+    and the models fitted beside them by name (the task's ``fitted_members``), answering for ``metric`` (scores
+    and their weights, as ``gains`` takes them)."""
     val = data.split("val")
     offered: list[tuple[int | str, nn.Module]] = [*ranked[:CANDIDATES], *fitted.items()]
     weights = mixture_weights([probabilities(model, val) for _, model in offered], val.labels).tolist()
