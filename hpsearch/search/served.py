@@ -38,13 +38,14 @@ def answers_for(spec: StudySpec) -> dict[str, float]:
 
 
 def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions) -> record.ServedModel | None:
-    """Assemble the study's served model, or keep it when no trial completed since; None where the study serves
-    its best trial."""
+    """Assemble the study's served model, or keep it when no trial completed since and the spec still asks for
+    what it answers for; None where the study serves its best trial."""
     if not serves_ensemble(spec):
         return None
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     served, content = record.read_served(study), None
-    if completed and (served is None or served.completed != len(completed)):
+    if completed and (served is None or served.completed != len(completed)
+                      or served.answers_for != spec.serve_metric):
         served, content = _assemble(study, spec, options, completed)
     # A study searched without MLflow has no parent run to hold the model.
     if served and options.mlflow and PARENT_ATTR in study.user_attrs and (content or options.register_model):
@@ -67,7 +68,8 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
                                             for n in assembled.members])
     served = record.ServedModel(description=assembled.describe(metric),
                                 members=list(assembled.members), results=assembled.results,
-                                completed=len(completed), artifact=checkpoints.save_served(study, content))
+                                completed=len(completed), artifact=checkpoints.save_served(study, content),
+                                answers_for=dict(spec.serve_metric))
     record.write_served(study, served)
     return served, content
 

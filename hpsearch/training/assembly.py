@@ -32,10 +32,10 @@ scored on the other) the training prior gained more blended accuracy (five searc
 
 Calibrating the mixture was measured and not kept (2026-11-27, the seven searches above, blended accuracy):
 a temperature on the mixture (fitted at 1.08-1.11 on the six ranked by accuracy: a little overconfident, its
-trials more so, at 1.3-1.8), fitted on one half of the validation split and scored on the other, raised it on four searches and
-lowered it on three, 0.1 points less on average; a temperature per member before the weights and one on the
-mixture after lowered it on the test split in five of seven; a bias per class after the weights (18 of them,
-fitted by validation log-loss) lowered it on the other half of the validation split in six of seven.
+trials more so, at 1.3-1.8), fitted on one half of the validation split and scored on the other, raised it on
+four searches and lowered it on three, 0.1 points less on average; a temperature per member before the weights
+and one on the mixture after lowered it on the test split in five of seven; a bias per class after the weights
+(18 of them, fitted by validation log-loss) lowered it on the other half of the validation split in six of seven.
 """
 
 from __future__ import annotations
