@@ -149,7 +149,7 @@ def test_a_changed_serve_metric_is_served_at_the_next_run_without_new_trials(env
     code, _, err = hpsearch("run", "--study", str(spec_file), "--n-trials", "2", "--no-mlflow")
     assert code == 0, err
     before = record.read_served(stored(env))
-    assert before.answers_for == {"val_accuracy": 1.0} and before.description.endswith("answering for accuracy")
+    assert before.serve_metric == {"val_accuracy": 1.0} and before.description.endswith("answering for accuracy")
     weighted = 'direction = "maximize"\nserve_metric = { val_accuracy = 1, val_balanced_accuracy = 1 }'
     spec_file.write_text(spec_file.read_text(encoding="utf-8").replace('direction = "maximize"', weighted),
                          encoding="utf-8")
@@ -157,7 +157,7 @@ def test_a_changed_serve_metric_is_served_at_the_next_run_without_new_trials(env
     assert code == 0, err
     after = record.read_served(stored(env))
     assert after.completed == before.completed  # no trial ran, yet the model answers for what the spec asks
-    assert after.answers_for == {"val_accuracy": 0.5, "val_balanced_accuracy": 0.5}
+    assert after.serve_metric == {"val_accuracy": 0.5, "val_balanced_accuracy": 0.5}
     assert after.description.endswith("answering for 0.50 accuracy + 0.50 balanced accuracy")
     assert after.artifact != before.artifact
     # Unchanged, it is kept.

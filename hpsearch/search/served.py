@@ -45,7 +45,7 @@ def assemble_served(study: optuna.Study, spec: StudySpec, options: SearchOptions
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     served, content = record.read_served(study), None
     if completed and (served is None or served.completed != len(completed)
-                      or served.answers_for != spec.serve_metric):
+                      or served.serve_metric != spec.serve_metric):
         served, content = _assemble(study, spec, options, completed)
     # A study searched without MLflow has no parent run to hold the model.
     if served and options.mlflow and PARENT_ATTR in study.user_attrs and (content or options.register_model):
@@ -69,7 +69,7 @@ def _assemble(study: optuna.Study, spec: StudySpec, options: SearchOptions,
     served = record.ServedModel(description=assembled.describe(metric),
                                 members=list(assembled.members), results=assembled.results,
                                 completed=len(completed), artifact=checkpoints.save_served(study, content),
-                                answers_for=dict(spec.serve_metric))
+                                serve_metric=dict(spec.serve_metric))
     record.write_served(study, served)
     return served, content
 

@@ -148,7 +148,7 @@ class ServedModel:
     artifact: str  # its checkpoint's id in the study's artifact store
     # The spec's serve_metric it was assembled for: when the spec's changes, the next run assembles it again.
     # None in a model assembled before this was recorded.
-    answers_for: dict[str, float] | None = None
+    serve_metric: dict[str, float] | None = None
 
 
 def write_served(study: optuna.Study, served: ServedModel) -> None:
